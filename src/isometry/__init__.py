@@ -1,0 +1,46 @@
+"""isometry: dynamical isometry in deep networks (Pennington, Schoenholz & Ganguli, NIPS 2017).
+
+The whole public API is re-exported here; importing ``isometry`` never imports torch.
+"""
+
+from .activations import ACTIVATIONS, Activation, get_activation
+from .meanfield import (
+    CriticalLine,
+    CriticalPoint,
+    PhaseDiagram,
+    c_map,
+    c_star,
+    chi,
+    critical_line,
+    critical_point,
+    e_phi2,
+    mu,
+    phase_diagram,
+    q_map,
+    q_star,
+    xi_c,
+    xi_q,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "get_activation",
+    "CriticalLine",
+    "CriticalPoint",
+    "PhaseDiagram",
+    "c_map",
+    "c_star",
+    "chi",
+    "critical_line",
+    "critical_point",
+    "e_phi2",
+    "mu",
+    "phase_diagram",
+    "q_map",
+    "q_star",
+    "xi_c",
+    "xi_q",
+]
