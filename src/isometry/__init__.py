@@ -44,3 +44,9 @@ __all__ = [
     "xi_c",
     "xi_q",
 ]
+
+# --- spectrum (issue 3): free-probability Jacobian spectra -------------------------------
+
+# --- empirical (issue 4): random-network spectra and theory-vs-simulation ------------------
+
+# (isometry.torch is a separate subpackage, imported only when torch is installed)
