@@ -64,7 +64,8 @@ def _Phi(x):
 
 
 def _npdf(x):
-    return np.exp(-0.5 * np.square(x)) / np.sqrt(2.0 * np.pi)
+    x = np.minimum(np.abs(np.asarray(x, dtype=float)), 1e3)  # exp(-5e5) == 0; avoids overflow in x^2
+    return np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
 
 
 def _inv_sqrt(q):
