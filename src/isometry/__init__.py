@@ -48,8 +48,8 @@ __all__ = [
 # --- spectrum (issue 3): free-probability Jacobian spectra -------------------------------
 
 # --- empirical (issue 4): random-network spectra and theory-vs-simulation ------------------
-from .empirical import empirical_spectrum, haar_orthogonal, log_singular_values  # noqa: E402
+from .empirical import Comparison, compare, empirical_spectrum, haar_orthogonal, log_singular_values  # noqa: E402
 
-__all__ += ["empirical_spectrum", "haar_orthogonal", "log_singular_values"]
+__all__ += ["Comparison", "compare", "empirical_spectrum", "haar_orthogonal", "log_singular_values"]
 
 # (isometry.torch is a separate subpackage, imported only when torch is installed)
