@@ -13,3 +13,28 @@ __all__: list[str] = []
 # --- jacobians (issue 4): exact model Jacobian spectra, top singular values --------------
 
 # --- initialisation (issue 5): critical_init_, InitReport -----------------------------------
+from .init import (  # noqa: E402
+    DEFAULT_SIGMA0_2,
+    ISOMETRY_RULE,
+    InitReport,
+    LayerInit,
+    choose_critical_point,
+    critical_init_,
+    delta_orthogonal_,
+)
+from .modules import Erf, ShiftedReLU, activation_module, detect_activation, mlp  # noqa: E402
+
+__all__ += [
+    "critical_init_",
+    "InitReport",
+    "LayerInit",
+    "choose_critical_point",
+    "delta_orthogonal_",
+    "DEFAULT_SIGMA0_2",
+    "ISOMETRY_RULE",
+    "Erf",
+    "ShiftedReLU",
+    "activation_module",
+    "detect_activation",
+    "mlp",
+]
