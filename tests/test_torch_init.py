@@ -313,3 +313,29 @@ def test_report_is_readable_serialisable_and_frozen():
     # meta tensors: nothing to fill, the report is still built
     meta = critical_init_(mlp(200, 4096, "tanh", device="meta"))
     assert meta.depth == 200 and meta.layers[0].shape == (4096, 4096)
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_init_report(capsys, tmp_path):
+    from isometry.cli import main
+
+    assert main(["init-report", "tanh", "--depth", "200", "--width", "1000", "--d-out", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "depth L = 200" in out and "isometric: yes" in out and "10x1000" in out
+    assert main(["init-report", "erf", "--depth", "40", "--width", "64", "--sigma0-2", "0.5", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["predicted_variance"] == pytest.approx(0.5, rel=1e-9) and d["depth"] == 40
+    cp = iso.critical_point("erf", d["q_star"])
+    assert d["sigma_w2"] == pytest.approx(cp.sigma_w2, rel=1e-12)
+    assert main(["init-report", "relu", "--depth", "30", "--width", "8", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["isometric"] is False and d["predicted_variance"] == pytest.approx(30.0)
+    for argv, needle in [
+        (["init-report", "relu", "--depth", "30", "--width", "8", "--strict"], "cannot be isometric"),
+        (["init-report", "tanh", "--depth", "0", "--width", "8"], "--depth"),
+        (["init-report", "tanh", "--depth", "3", "--width", "8", "--q-star", "1", "--sigma0-2", "1"], "not allowed"),
+        (["init-report", "softplus", "--depth", "3", "--width", "8"], "no critical point"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
