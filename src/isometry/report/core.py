@@ -1,0 +1,233 @@
+"""The reproduction report: parts, checks, caching and the written artefacts.
+
+A report is a list of *parts* (one per figure of the paper). Each part is a
+function ``part(ctx) -> PartResult`` that draws its figures into ``ctx.out`` and
+returns the checks it made. A finished part is cached in ``OUT/parts/NAME.json``
+(written atomically) together with the settings it ran with, so an interrupted
+``isometry reproduce`` resumes where it stopped and reuses finished parts.
+Every check carries ``claim, theory, measured, tolerance, passed``; a failed
+check is written to the report like any other, never hidden.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Check", "PartResult", "Context", "check", "write_json_atomic", "run_parts", "write_report"]
+
+
+@dataclass
+class Check:
+    """One checked claim: |measured - theory| <= tolerance (or a custom rule stated in ``rule``)."""
+
+    claim: str
+    theory: Any
+    measured: Any
+    tolerance: Any
+    passed: bool
+    part: str = ""
+    rule: str = "abs(measured - theory) <= tolerance"
+
+    def as_dict(self) -> dict:
+        return _jsonable(asdict(self))
+
+
+def check(claim: str, theory: float, measured: float, tolerance: float, *, rel: bool = False, rule: str | None = None,
+          passed: bool | None = None) -> Check:
+    """Build a :class:`Check`; by default passes when |measured - theory| <= tolerance (x |theory| if ``rel``)."""
+    theory_f, measured_f = float(theory), float(measured)
+    tol = float(tolerance) * (abs(theory_f) if rel else 1.0)
+    ok = bool(np.isfinite(measured_f) and abs(measured_f - theory_f) <= tol) if passed is None else bool(passed)
+    default_rule = "abs(measured - theory) <= tolerance * |theory|" if rel else "abs(measured - theory) <= tolerance"
+    return Check(claim, theory_f, measured_f, float(tolerance), ok, rule=rule or default_rule)
+
+
+@dataclass
+class PartResult:
+    name: str
+    title: str
+    text: str
+    figures: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["checks"] = [c.as_dict() for c in self.checks]
+        return _jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PartResult":
+        d = dict(d)
+        d["checks"] = [Check(**c) for c in d.get("checks", [])]
+        return cls(**d)
+
+
+@dataclass
+class Context:
+    out: Path
+    scale: str  # "quick", "cpu" or "paper"
+    seed: int = 0
+    progress: bool = True
+
+    @property
+    def quick(self) -> bool:
+        return self.scale == "quick"
+
+    def pick(self, quick, cpu, paper=None):
+        """The setting for the current scale."""
+        return {"quick": quick, "cpu": cpu, "paper": cpu if paper is None else paper}[self.scale]
+
+    def figure_path(self, name: str) -> Path:
+        p = self.out / "figures" / f"{name}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if isinstance(o, (np.floating,)):
+        o = float(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    if isinstance(o, float) and not np.isfinite(o):
+        return None if np.isnan(o) else ("inf" if o > 0 else "-inf")
+    return o
+
+
+def write_json_atomic(path: os.PathLike, obj) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_jsonable(obj), f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def run_parts(ctx: Context, parts: list[tuple[str, Callable[[Context], PartResult]]], *, force: bool = False,
+              log: Callable[[str], None] = print) -> list[PartResult]:
+    """Run (or reuse from ``OUT/parts``) every part; a part that raises becomes a failed check."""
+    from tqdm.auto import tqdm
+
+    results = []
+    bar = tqdm(parts, desc="reproduce", unit="part", disable=not ctx.progress)
+    for name, fn in bar:
+        bar.set_postfix_str(name)
+        cache = ctx.out / "parts" / f"{name}.json"
+        if cache.exists() and not force:
+            try:
+                d = json.loads(cache.read_text())
+                if d.get("scale") == ctx.scale and d.get("seed") == ctx.seed and all(
+                    (ctx.out / f).exists() for f in d["result"]["figures"]
+                ):
+                    results.append(PartResult.from_dict(d["result"]))
+                    log(f"[{name}] reused from {cache}")
+                    continue
+            except (ValueError, KeyError, TypeError):
+                pass  # unreadable cache: recompute
+        t0 = time.perf_counter()
+        try:
+            res = fn(ctx)
+        except Exception as exc:  # the report records the failure instead of dying
+            res = PartResult(name, name, f"This part failed: {type(exc).__name__}: {exc}", checks=[
+                Check(f"part '{name}' runs", "runs", f"{type(exc).__name__}: {exc}", "-", False, rule="runs without error")
+            ])
+        res.seconds = time.perf_counter() - t0
+        for c in res.checks:
+            c.part = name
+        res.figures = [os.path.relpath(f, ctx.out) if os.path.isabs(f) else f for f in res.figures]
+        write_json_atomic(cache, {"scale": ctx.scale, "seed": ctx.seed, "result": res.as_dict()})
+        results.append(res)
+        log(f"[{name}] {sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed in {res.seconds:.1f} s")
+    return results
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def write_report(ctx: Context, results: list[PartResult], header: str = "") -> dict:
+    """Write ``report.md``, ``index.html`` and ``checks.json`` into ``ctx.out``; return a summary."""
+    checks = [c.as_dict() for r in results for c in r.checks]
+    n_pass = sum(c["passed"] for c in checks)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    summary = {"scale": ctx.scale, "seed": ctx.seed, "generated": stamp, "n_checks": len(checks),
+               "n_passed": n_pass, "n_failed": len(checks) - n_pass, "checks": checks}
+    write_json_atomic(ctx.out / "checks.json", summary)
+
+    md = [f"# isometry: reproduction of Pennington, Schoenholz & Ganguli (NIPS 2017)", "",
+          f"Scale: **{ctx.scale}**, seed {ctx.seed}, generated {stamp}. "
+          f"Checks passed: **{n_pass} / {len(checks)}**.", ""]
+    if header:
+        md += [header, ""]
+    for r in results:
+        md += [f"## {r.title}", "", r.text, ""]
+        md += [f"![{r.name}]({f})" for f in r.figures] + [""]
+        if r.checks:
+            md += ["| claim | theory | measured | tolerance | passed |", "|---|---|---|---|---|"]
+            md += [f"| {c.claim} | {_fmt(c.theory)} | {_fmt(c.measured)} | {_fmt(c.tolerance)} | "
+                   f"{'yes' if c.passed else '**NO**'} |" for c in r.checks]
+            md += [""]
+        md += [f"_{r.seconds:.1f} s_", ""]
+    _write_text_atomic(ctx.out / "report.md", "\n".join(md))
+
+    parts_html = []
+    for r in results:
+        imgs = []
+        for f in r.figures:
+            p = ctx.out / f
+            if p.exists():
+                b64 = base64.b64encode(p.read_bytes()).decode()
+                imgs.append(f'<img alt="{html.escape(r.name)}" src="data:image/png;base64,{b64}">')
+        rows = "".join(
+            f"<tr class={'ok' if c.passed else 'bad'}><td>{html.escape(c.claim)}</td><td>{html.escape(_fmt(c.theory))}</td>"
+            f"<td>{html.escape(_fmt(c.measured))}</td><td>{html.escape(_fmt(c.tolerance))}</td>"
+            f"<td>{'yes' if c.passed else 'NO'}</td></tr>" for c in r.checks)
+        table = (f"<table><tr><th>claim</th><th>theory</th><th>measured</th><th>tolerance</th><th>passed</th></tr>{rows}</table>"
+                 if rows else "")
+        parts_html.append(f"<section><h2>{html.escape(r.title)}</h2><p>{html.escape(r.text)}</p>{''.join(imgs)}{table}"
+                          f"<p class=t>{r.seconds:.1f} s</p></section>")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>isometry reproduction report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}img{{max-width:100%}}
+table{{border-collapse:collapse;font-size:90%}}td,th{{border:1px solid #ccc;padding:2px 6px}}
+tr.bad{{background:#fdd}}tr.ok td:last-child{{color:#070}}.t{{color:#888}}</style></head><body>
+<h1>isometry: reproduction of Pennington, Schoenholz &amp; Ganguli (NIPS 2017)</h1>
+<p>Scale: <b>{ctx.scale}</b>, seed {ctx.seed}, generated {stamp}. Checks passed: <b>{n_pass} / {len(checks)}</b>.</p>
+<p>{html.escape(header)}</p>{''.join(parts_html)}</body></html>"""
+    _write_text_atomic(ctx.out / "index.html", page)
+    return summary

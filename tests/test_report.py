@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from isometry.cli import main
+from isometry.report.core import Context, PartResult, check, run_parts, write_report
+
+
+def _part_ok(ctx):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from isometry.plotting import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    p = save_figure(fig, ctx.figure_path("ok"))
+    return PartResult("ok", "An OK part", "text", [str(p)], [check("one is one", 1.0, 1.0, 0.0)])
+
+
+def test_check_rules():
+    assert check("x", 1.0, 1.05, 0.1).passed
+    assert not check("x", 1.0, 1.2, 0.1).passed
+    assert check("rel", 100.0, 104.0, 0.05, rel=True).passed
+    assert not check("nan", 1.0, float("nan"), 1.0).passed
+
+
+def test_parts_cached_and_failures_recorded(tmp_path):
+    calls = []
+
+    def counting(ctx):
+        calls.append(1)
+        return _part_ok(ctx)
+
+    def broken(ctx):
+        raise RuntimeError("boom")
+
+    ctx = Context(out=tmp_path, scale="quick", progress=False)
+    res = run_parts(ctx, [("ok", counting), ("broken", broken)], log=lambda m: None)
+    assert [r.name for r in res] == ["ok", "broken"]
+    assert not res[1].checks[0].passed and "boom" in res[1].checks[0].measured
+    summary = write_report(ctx, res)
+    assert summary["n_checks"] == 2 and summary["n_failed"] == 1
+    d = json.loads((tmp_path / "checks.json").read_text())
+    assert {"claim", "theory", "measured", "tolerance", "passed"} <= set(d["checks"][0])
+    html = (tmp_path / "index.html").read_text()
+    assert "data:image/png;base64" in html and "boom" in html
+    assert "**NO**" in (tmp_path / "report.md").read_text()
+    # second run reuses the finished part; a different scale recomputes it
+    run_parts(ctx, [("ok", counting)], log=lambda m: None)
+    assert len(calls) == 1
+    run_parts(Context(out=tmp_path, scale="cpu", progress=False), [("ok", counting)], log=lambda m: None)
+    assert len(calls) == 2
+
+
+def test_reproduce_cli_phase_only(tmp_path, capsys):
+    assert main(["reproduce", "--quick", "--out", str(tmp_path), "--only", "phase", "dphi", "--no-progress"]) == 0
+    d = json.loads((tmp_path / "checks.json").read_text())
+    assert d["n_checks"] >= 10 and d["n_failed"] == 0
+    assert (tmp_path / "figures" / "fig1_phase_tanh.png").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["reproduce", "--quick", "--paper-scale"], "not allowed"),
+    (["reproduce", "--only", "nope"], "unknown report part"),
+])
+def test_reproduce_bad_input(argv, needle, tmp_path, capsys):
+    assert main(argv + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
