@@ -70,6 +70,19 @@ def test_spread_follows_the_requested_sigma0_2():
     assert report.isometric is False  # sigma^2 = 2 >= 1
 
 
+def test_gaussian_weights_spread_like_the_prediction():
+    # same q* as orthogonal, but s_1 = -1: sigma^2_JJT = L (mu2/mu1^2) = L + 0.25 instead of 0.25
+    depth, width, seeds = 4, 128, 6
+    var = []
+    for seed in range(seeds):
+        model = mlp(depth, width, "tanh", dtype=torch.float64)
+        report = critical_init_(model, weights="gaussian", generator=seed)
+        var.append(_jjt_eigenvalues(model, _input_at_q_star(report, width, 300 + seed)).var())
+    assert report.predicted_variance == pytest.approx(depth + 0.25, rel=1e-9)
+    se = np.std(var, ddof=1) / math.sqrt(seeds)
+    assert abs(np.mean(var) - report.predicted_variance) < 4 * se + 0.05 * report.predicted_variance
+
+
 # ------------------------------------------------------------------ choosing q*
 def _mu_quad(phi_prime, q, k):
     from scipy.integrate import quad
