@@ -11,6 +11,9 @@ except ImportError as exc:  # pragma: no cover
 __all__: list[str] = []
 
 # --- jacobians (issue 4): exact model Jacobian spectra, top singular values --------------
+from .jacobian import jacobian, jacobian_spectrum, top_singular_values  # noqa: E402
+
+__all__ += ["jacobian", "jacobian_spectrum", "top_singular_values"]
 
 # --- initialisation (issue 5): critical_init_, InitReport -----------------------------------
 from .init import (  # noqa: E402

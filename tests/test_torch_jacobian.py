@@ -1,0 +1,98 @@
+"""isometry.torch Jacobian spectra: exact route vs autograd and the NumPy core; ARPACK vs exact."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import isometry  # noqa: E402
+from isometry.empirical import householder_haar, jacobian_product  # noqa: E402
+from isometry.torch import jacobian, jacobian_spectrum, top_singular_values  # noqa: E402
+
+
+def _mlp(widths, seed=0, act=torch.nn.Tanh, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        lin = torch.nn.Linear(a, b).to(dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=dtype) * (1.5 / a) ** 0.5)
+            lin.bias.copy_(torch.randn(b, generator=g, dtype=dtype) * 0.1)
+        layers += [lin, act()]
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("widths", [(20, 15, 7), (7, 15, 20), (12, 12, 12)])
+def test_exact_jacobian_matches_autograd(widths):
+    """Reverse mode (m <= n), forward mode (m > n), and chunking agree with autograd.functional."""
+    net = _mlp(widths)
+    x = torch.randn(1, widths[0], dtype=torch.float64)
+    ref = torch.autograd.functional.jacobian(lambda v: net(v.reshape(1, -1)).reshape(-1), x.reshape(-1))
+    for chunk in (1, 5, 64):
+        assert torch.allclose(jacobian(net, x, chunk_size=chunk), ref, atol=1e-12)
+    lam = jacobian_spectrum(net, x, chunk_size=4)
+    m, n = widths[-1], widths[0]
+    assert lam.shape == (m,)
+    assert np.sum(lam == 0) == max(0, m - n)
+    s = np.linalg.svd(ref.numpy(), compute_uv=False)
+    assert np.allclose(np.sort(lam)[m - s.size:], np.sort(s**2), rtol=1e-10, atol=1e-14)
+
+
+def test_matches_numpy_random_network():
+    """A torch network built from the NumPy core's random stream has the same spectrum."""
+    n, depth, sw, sb, q = 16, 3, 1.7, 0.05, 0.6
+    g = np.random.default_rng(11)
+    x0 = np.tanh(g.standard_normal(n) * np.sqrt(q))
+    layers = []
+    for _ in range(depth):
+        w = np.sqrt(sw) * householder_haar(n, g).dense()
+        b = g.standard_normal(n) * np.sqrt(sb)
+        lin = torch.nn.Linear(n, n).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers += [lin, torch.nn.Tanh()]
+    net = torch.nn.Sequential(*layers)
+    j = jacobian_product("tanh", depth, n, sigma_w2=sw, sigma_b2=sb, q_star=q, weights="orthogonal", rng=11)
+    ref = np.sort(np.linalg.svd(j, compute_uv=False) ** 2)
+    lam = jacobian_spectrum(net, torch.from_numpy(x0))
+    assert np.allclose(lam, ref, rtol=1e-10)
+
+
+def test_float64_evaluation_of_float32_model():
+    net = _mlp((10, 10, 10), dtype=torch.float32)
+    x = torch.randn(10)
+    a = jacobian_spectrum(net, x)
+    b = jacobian_spectrum(net, x, dtype=torch.float64)
+    assert next(net.parameters()).dtype == torch.float32  # the model is not changed
+    assert np.allclose(a, b, rtol=1e-4)
+
+
+def test_top_singular_values_match_exact():
+    net = _mlp((24, 22, 20))
+    x = torch.randn(1, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    s = np.sqrt(jacobian_spectrum(net, x))  # 20 values, all non-zero (m <= n, no bottleneck)
+    top = top_singular_values(net, x, 5)
+    assert np.allclose(top, s[::-1][:5], rtol=1e-8)
+    low = top_singular_values(net, x, 3, which="smallest")
+    assert np.allclose(low, s[:3], rtol=1e-6)
+    wide = _mlp((12, 16, 18))  # m > n: the Gram matrix is J^T J
+    xw = torch.randn(12, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    sw = np.sqrt(jacobian_spectrum(wide, xw))[18 - 12:]
+    assert np.allclose(top_singular_values(wide, xw, 2, which="smallest"), sw[:2], rtol=1e-6)
+    assert np.allclose(top_singular_values(wide, xw, 2), sw[::-1][:2], rtol=1e-8)
+    assert np.all(np.diff(top) <= 0) and np.all(np.diff(low) >= 0)
+
+
+def test_bad_input():
+    net = _mlp((6, 6))
+    x = torch.randn(6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="k must"):
+        top_singular_values(net, x, 6)
+    with pytest.raises(ValueError, match="which"):
+        top_singular_values(net, x, 2, which="middle")
+    with pytest.raises(ValueError, match="chunk_size"):
+        jacobian_spectrum(net, x, chunk_size=0)
+    with pytest.raises(ValueError, match="dtype"):
+        jacobian_spectrum(net, x, dtype=torch.int32)
+    assert hasattr(isometry, "empirical_spectrum")
