@@ -138,3 +138,32 @@ def test_plot_writes_png(tmp_path, rng, log, sv):
     x, y = ax.lines[0].get_data()
     u = np.log10(x) if log else x
     assert np.sum((y[1:] + y[:-1]) / 2 * np.diff(u)) == pytest.approx(1.0, abs=0.1)
+
+
+class _TwoPoint:
+    """Atoms 1/4 at 0 and 1/4 at 2, uniform(0, 1) with mass 1/2."""
+
+    atom, atoms, mean = 0.25, ((0.0, 0.25), (2.0, 0.25)), 0.75
+    variance = 0.5 * (1 / 3) + 0.25 * 4 - 0.75**2
+
+    def cdf(self, lam):
+        lam = np.asarray(lam, dtype=float)
+        return np.where(lam >= 0, 0.25 + 0.5 * np.clip(lam, 0, 1) + np.where(lam >= 2, 0.25, 0.0), 0.0)
+
+    def quantile(self, p):
+        return 0.0 if p <= 0.25 else (2 * (p - 0.25) if p <= 0.75 else 2.0)
+
+    def density(self, lam):
+        lam = np.asarray(lam, dtype=float)
+        return np.where((lam > 0) & (lam < 1), 0.5, 0.0)
+
+
+def test_positive_atoms_are_counted(rng):
+    """Samples scattered by round-off around a positive atom still match it; a missing atom does not."""
+    k = 4000
+    x = np.concatenate([np.zeros(k // 4), rng.uniform(0, 1, k // 2), 2 + 1e-13 * rng.standard_normal(k // 4)])
+    c = isometry.compare(_TwoPoint(), x, n_boot=50)
+    assert c.ks < 0.03
+    assert ks_distance(_TwoPoint().cdf, x) > 0.1  # without the atom list the jump at 2 is missed
+    moved = np.where(x > 1.5, 1.9, x)
+    assert isometry.compare(_TwoPoint(), moved, n_boot=50).ks > 0.2

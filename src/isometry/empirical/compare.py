@@ -1,7 +1,8 @@
 """Theory vs simulation: Kolmogorov-Smirnov distance, quantiles, moments, overlay plot.
 
 :func:`compare` takes a theoretical law of the eigenvalues of J J^T (duck typed:
-anything with ``cdf(lam)`` including the atom at 0, ``quantile(p)``, ``atom``,
+anything with ``cdf(lam)`` including the atoms, ``atoms`` ((location, mass)
+pairs, optional), ``quantile(p)``, ``atom``,
 ``mean``, ``variance``, ``density(lam)``, optionally ``singular_value_density(s)``
 and ``max_eigenvalue``; attributes may be properties or zero-argument methods),
 e.g. :func:`isometry.jacobian_spectrum`, and measured eigenvalues, e.g. from
@@ -41,17 +42,39 @@ def _clean(samples, floor: float) -> np.ndarray:
     return np.where(x < floor, 0.0, x)
 
 
-def ks_distance(cdf, samples, floor: float = 1e-20) -> float:
-    """sup_x |F_n(x) - F(x)| with values below ``floor`` taken as 0 and F(0-) = 0, F(0) = atom."""
+def _snap(x: np.ndarray, atoms, atom_rtol: float) -> np.ndarray:
+    """Move samples within ``atom_rtol`` (relative) of a positive atom location onto it."""
+    for loc, mass in atoms:
+        if loc > 0 and mass > 0:
+            x = np.where(np.abs(x - loc) <= atom_rtol * loc, loc, x)
+    return x
+
+
+def ks_distance(cdf, samples, floor: float = 1e-20, atoms=(), atom_rtol: float = 1e-8) -> float:
+    """sup_x |F_n(x) - F(x)| for a theory CDF ``cdf`` (atoms included, right-continuous).
+
+    Values below ``floor`` count as 0 (F(0-) = 0, F(0) = the zero atom). F is taken as
+    continuous on (0, inf) except at the positive ``atoms`` ((location, mass) pairs):
+    samples within ``atom_rtol`` (relative) of such a location are moved onto it, and
+    F(loc-) = F(loc) - mass. Both one-sided limits are compared at every distinct value,
+    which is exact because F_n is a step function.
+    """
     if not (np.isfinite(floor) and floor >= 0):
         raise ValueError(f"floor must be finite and >= 0, got {floor!r}")
-    x = np.sort(_clean(samples, floor).ravel())
+    if not (np.isfinite(atom_rtol) and atom_rtol >= 0):
+        raise ValueError(f"atom_rtol must be finite and >= 0, got {atom_rtol!r}")
+    atoms = [(float(loc), float(m)) for loc, m in atoms]
+    x = np.sort(_snap(_clean(samples, floor).ravel(), atoms, atom_rtol))
     n = x.size
     u, counts = np.unique(x, return_counts=True)
     upper = np.cumsum(counts) / n  # F_n(u)
     lower = upper - counts / n  # F_n(u-)
     f = np.clip(np.asarray(cdf(u), dtype=float), 0.0, 1.0)
-    f_left = np.where(u > 0, f, 0.0)  # continuous on (0, inf); at 0 the left limit is 0
+    jump = np.zeros(u.shape)
+    for loc, m in atoms:
+        if loc > 0 and m > 0:
+            jump[u == loc] += m
+    f_left = np.where(u > 0, f - jump, 0.0)  # at 0 the left limit is 0
     return float(max(np.max(np.abs(upper - f)), np.max(np.abs(lower - f_left))))
 
 
@@ -190,13 +213,15 @@ def compare(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int | None = 0,
+    atom_rtol: float = 1e-8,
 ) -> Comparison:
     """Compare a theoretical eigenvalue law of J J^T with measured eigenvalues.
 
     ``samples``: 1-D (pooled eigenvalues) or 2-D (one row per network; the
     bootstrap then resamples networks, the right unit since eigenvalues of one
-    matrix are dependent). Returns the KS distance (atoms counted, values below
-    ``floor`` as zeros), the quantile table and the sample mean and variance with
+    matrix are dependent). Returns the KS distance (atoms counted: values below
+    ``floor`` as zeros, values within ``atom_rtol`` of a positive atom in
+    ``spectrum.atoms`` on it), the quantile table and the sample mean and variance with
     percentile-bootstrap ``confidence`` intervals next to the theory's.
 
     Example::
@@ -217,14 +242,16 @@ def compare(
     x = _clean(samples, floor)
     rows = x if x.ndim == 2 else x[:, None]
     pooled = x.ravel()
-    ks = ks_distance(spectrum.cdf, pooled, floor=floor)
+    atom0 = float(_attr(spectrum, "atom", 0.0) or 0.0)
+    atoms = _attr(spectrum, "atoms", None) or ((0.0, atom0),)
+    ks = ks_distance(spectrum.cdf, pooled, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
     rng = np.random.default_rng(seed)
     m1_rows, m2_rows = rows.mean(axis=1), np.mean(rows * rows, axis=1)
     mean_ci, var_ci = _bootstrap(m1_rows, m2_rows, int(n_boot), float(confidence), rng)
     theory_q = np.array([float(np.asarray(spectrum.quantile(pi))) for pi in p])
     return Comparison(
         ks=ks, floor=float(floor), n=pooled.size, n_networks=rows.shape[0] if x.ndim == 2 else 1,
-        zero_fraction=float(np.mean(pooled == 0)), atom=float(_attr(spectrum, "atom", 0.0) or 0.0),
+        zero_fraction=float(np.mean(pooled == 0)), atom=atom0,
         quantiles=p, empirical_quantiles=np.quantile(pooled, p), theory_quantiles=theory_q,
         mean=float(pooled.mean()), mean_ci=mean_ci, theory_mean=float(_attr(spectrum, "mean")),
         variance=float(pooled.var()), variance_ci=var_ci, theory_variance=float(_attr(spectrum, "variance")),
