@@ -46,6 +46,16 @@ __all__ = [
 ]
 
 # --- spectrum (issue 3): free-probability Jacobian spectra -------------------------------
+from .spectrum import (  # noqa: E402
+    JacobianSpectrum,
+    WeightLaw,
+    jacobian_spectrum,
+    q_star_for_variance,
+    universal_spectrum,
+    weight_law,
+)
+
+__all__ += ["JacobianSpectrum", "WeightLaw", "jacobian_spectrum", "q_star_for_variance", "universal_spectrum", "weight_law"]
 
 # --- empirical (issue 4): random-network spectra and theory-vs-simulation ------------------
 from .empirical import Comparison, compare, empirical_spectrum, haar_orthogonal, log_singular_values  # noqa: E402

@@ -1,0 +1,318 @@
+"""The law of D^2 = phi'(h)^2, h ~ N(0, q*), normalised to mean 1, and its M-transform.
+
+x = phi'(h)^2 / mu_1 has E[x] = 1.  Its law is a set of atoms (exact for
+piecewise-linear units: ``Activation.d2_atoms``; also the flat pieces of e.g. ELU)
+plus a continuous part.  The engine needs
+
+    M_{D^2}(w) = E[x / (w - x)]                 (moment generating function)
+
+for complex w in the closed upper half plane, including w on (or very near) the
+support of x, where a plain quadrature sum over real nodes x_i = f(h_i) is a sum
+of poles and is wrong.  We therefore integrate over h along a *deformed contour*
+h = sqrt(q) (u - i kappa s(u)), s(u) ~ sign(d x/d h): every pole of
+1/(w - x(h)) with Im w > 0 lies on the side of the real h-axis where x increases
+(h_j ~ h_0 + i Im w / x'(h_0)), and the contour bends away from it (Cauchy: the
+value is unchanged for Im w > 0, and equals the boundary value M(x_0 + i0) on
+the support).  This needs phi' analytic in a strip: built in for tanh, erf,
+sigmoid, softplus, silu, gelu, elu and selu; user activations whose ``dphi``
+accepts complex input are checked and used, others fall back to the real axis
+(kappa = 0, accurate only away from the support of x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.polynomial.legendre import leggauss
+from scipy import special
+
+from ..activations import SELU_ALPHA, SELU_SCALE, Activation
+from ..gaussian import Z_MAX, _BASE_BREAKS
+from ..meanfield import mu as _mu
+
+__all__ = ["D2Law", "d2_law"]
+
+_SQRT2PI = np.sqrt(2.0 * np.pi)
+
+
+# ------------------------------------------------------------------ analytic phi'
+def _sig_even(h):
+    """sigmoid'(h) = e^{-h}/(1+e^{-h})^2, even, evaluated on Re h >= 0 (no overflow)."""
+    h = np.where(h.real < 0, -h, h)
+    e = np.exp(-h)
+    return e / (1.0 + e) ** 2
+
+
+def _sigmoid_c(h):
+    pos = h.real >= 0
+    hp = np.where(pos, h, -h)
+    e = np.exp(-hp)
+    s = 1.0 / (1.0 + e)
+    return np.where(pos, s, e / (1.0 + e))
+
+
+def _tanh_d(h):
+    h = np.where(h.real < 0, -h, h)
+    e = np.exp(-2.0 * h)
+    return 4.0 * e / (1.0 + e) ** 2
+
+
+def _silu_d(h):
+    s = _sigmoid_c(h)
+    return s * (1.0 + h * (1.0 - s))
+
+
+def _gelu_d(h):
+    return 0.5 * special.erfc(-h / np.sqrt(2.0)) + h * np.exp(-0.5 * h * h) / _SQRT2PI
+
+
+def _analytic_dphi(act: Activation):
+    """(dphi accepting complex h, pole distance of dphi from the real axis) or None."""
+    name = act.name
+    if name == "tanh":
+        return _tanh_d, np.pi / 2
+    if name == "erf":
+        return (lambda h: np.exp(-0.25 * np.pi * h * h)), np.inf
+    if name == "sigmoid":
+        return _sig_even, np.pi
+    if name == "softplus":
+        return _sigmoid_c, np.pi
+    if name == "silu":
+        return _silu_d, np.pi
+    if name == "gelu":
+        return _gelu_d, np.inf
+    if name in ("elu", "selu"):
+        a = SELU_ALPHA if name == "selu" else float(act.params.get("alpha", 1.0))
+        sc = SELU_SCALE if name == "selu" else 1.0
+        return (lambda h: np.where(h.real > 0, sc + 0 * h, sc * a * np.exp(h))), np.inf
+    # a user activation: accept dphi if it takes complex input and agrees with its real values
+    x = np.linspace(-2.3, 2.1, 9)
+    try:
+        with np.errstate(all="ignore"):
+            vc = np.asarray(act.dphi(x + 1e-20j))
+            vr = np.asarray(act.dphi(x), dtype=float)
+        if np.iscomplexobj(vc) and np.allclose(vc.real, vr, rtol=1e-12, atol=1e-14) and np.any(vc.imag != 0):
+            return (lambda h: np.asarray(act.dphi(h), dtype=complex)), 0.5
+    except Exception:
+        pass
+    return None
+
+
+# ------------------------------------------------------------------ the law
+@dataclass(frozen=True, eq=False)
+class D2Law:
+    """x = phi'(h)^2 / mu_1 (mean 1): atoms plus a contour-quadrature continuous part.
+
+    ``nodes_x``, ``nodes_p`` are complex when the contour is deformed; then
+    M(w) = sum_i p_i x_i / (w - x_i) + sum_atoms p a / (w - a) holds for Im w >= 0.
+    """
+
+    mu1: float
+    atoms_x: np.ndarray
+    atoms_p: np.ndarray
+    nodes_x: np.ndarray
+    nodes_p: np.ndarray
+    x_max: float
+    x_max_cont: float
+    exact_moments: np.ndarray  # E[x^k], k = 0..K
+    deformed: bool
+
+    @property
+    def zero_mass(self) -> float:
+        return float(self.atoms_p[self.atoms_x == 0].sum())
+
+    @property
+    def has_continuous(self) -> bool:
+        return self.nodes_x.size > 0
+
+    def _all(self):
+        x = np.concatenate([self.atoms_x.astype(complex), self.nodes_x.astype(complex)])
+        p = np.concatenate([self.atoms_p.astype(complex), self.nodes_p.astype(complex)])
+        keep = x != 0
+        return x[keep], p[keep]
+
+    def m_and_dm(self, w: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """M(w) = E[x/(w-x)], M'(w) = -E[x/(w-x)^2] and 1 + M(w) = P(x=0) + w E'[1/(w-x)].
+
+        1 + M is summed directly (no cancellation as w -> 0, where M -> -1).
+        """
+        w = np.asarray(w, dtype=complex)
+        flat = w.ravel()
+        x, p = self._xp
+        px = p * x
+        m = np.empty(flat.shape, complex)
+        dm = np.empty(flat.shape, complex)
+        opm = np.empty(flat.shape, complex)
+        z0 = self.zero_mass
+        for s in range(0, flat.size, chunk):
+            r = 1.0 / (flat[s : s + chunk, None] - x[None, :])
+            t = px * r
+            m[s : s + chunk] = t.sum(axis=1)
+            dm[s : s + chunk] = -(t * r).sum(axis=1)
+            opm[s : s + chunk] = z0 + flat[s : s + chunk] * (p * r).sum(axis=1)
+        return m.reshape(w.shape), dm.reshape(w.shape), opm.reshape(w.shape)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_xp", self._all())
+
+    def moments(self, K: int) -> np.ndarray:
+        """E[x^k], k = 0..K (exact where the activation has closed forms)."""
+        if K < len(self.exact_moments):
+            return self.exact_moments[: K + 1].copy()
+        raise ValueError(f"moments up to order {len(self.exact_moments) - 1} are available, asked for {K}")
+
+
+_K_MOM = 24
+
+
+def _panels(breaks: np.ndarray, order: int = 12):
+    x, w = leggauss(order)
+    a, b = breaks[:-1, None], breaks[1:, None]
+    u = (0.5 * (a + b) + 0.5 * (b - a) * x).ravel()
+    wu = (0.5 * (b - a) * w).ravel()
+    return u, wu
+
+
+def _atoms_only(values, probs, mu1, nk):
+    v = np.asarray(values, float) / mu1
+    p = np.asarray(probs, float)
+    keep = p > 0
+    v, p = v[keep], p[keep]
+    order = np.argsort(v)
+    v, p = v[order], p[order]
+    mom = np.array([np.sum(p * v**k) for k in range(nk + 1)])
+    e = np.empty(0, complex)
+    return D2Law(mu1, v, p, e, e, float(v.max()), 0.0, mom, False)
+
+
+def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 12) -> D2Law:
+    """The normalised law of D^2 for activation ``act`` at pre-activation variance ``q``."""
+    q = float(q)
+    nk = _K_MOM
+    if q == 0.0 and act.d2_atoms is None:
+        d0 = float(act.dphi(np.array(0.0))) ** 2
+        if not d0 > 0:
+            raise ValueError(f"{act.name}: phi'(0) = 0 at q* = 0, so the Jacobian vanishes (chi = 0)")
+        return _atoms_only([d0], [1.0], d0, nk)
+    mu1 = float(_mu(act, q, 1))
+    if not (np.isfinite(mu1) and mu1 > 0):
+        raise ValueError(f"{act.name}: mu_1(q*={q:g}) = {mu1:g}; the Jacobian vanishes")
+    if act.d2_atoms is not None:
+        v, p = act.d2_atoms(q)
+        return _atoms_only(v, p, mu1, nk)
+
+    sq = np.sqrt(q)
+    half = np.array(_BASE_BREAKS)
+    kz = [k / sq for k in act.kinks if abs(k / sq) < Z_MAX]
+    br = np.unique(np.concatenate([-half[::-1], half, kz]))
+    # pieces between kinks
+    edges = np.unique(np.concatenate([[-Z_MAX, Z_MAX], kz]))
+    an = _analytic_dphi(act)
+    if kappa is None:
+        kappa = 0.0 if an is None else min(0.25, 0.3 * an[1] / sq, 0.3 / sq)
+    dphi_c = an[0] if an is not None else (lambda h: np.asarray(act.dphi(h.real), dtype=complex))
+
+    # exact moments of x (real axis)
+    mom = np.array([float(_mu(act, q, k)) / mu1**k if k else 1.0 for k in range(nk + 1)])
+
+    atoms_x, atoms_p, nx, npw = [], [], [], []
+    xmax_c = 0.0
+    for a, b in zip(edges[:-1], edges[1:]):
+        pb = br[(br >= a) & (br <= b)]
+        pb = np.unique(np.concatenate([[a, b], pb]))
+        u, wu = _panels(pb, order)
+        fr = np.asarray(act.dphi(sq * u), dtype=float) ** 2 / mu1
+        if np.ptp(fr) == 0.0:  # a flat piece: an atom
+            mass = special.ndtr(b) - special.ndtr(a)
+            atoms_x.append(float(fr[0]))
+            atoms_p.append(float(mass))
+            continue
+        xmax_c = max(xmax_c, _refined_max(act, sq, mu1, u, fr))
+        if kappa > 0:
+            def f(zz):
+                return dphi_c(sq * zz) ** 2 / mu1
+
+            def g(uu):
+                return f(uu + 1e-30j).imag / 1e-30
+
+            roots, s_left, wid = _sign_changes(g, u, a, b)
+            extra = [r + k * wid for r in roots for k in (-4, -2, -1, 0, 1, 2, 4)]
+            extra += [e + k * 0.05 for e in (a, b) if abs(e) < Z_MAX for k in (-4, -2, -1, 1, 2, 4)]
+            pb = np.unique(np.concatenate([pb, [x for x in extra if a < x < b]]))
+            u, wu = _panels(pb, order)
+            s0, ds = _bend(u, roots, s_left, wid, a, b)
+            z = u - 1j * kappa * s0
+            dz = 1.0 - 1j * kappa * ds
+            x = f(z)
+            pw = wu * np.exp(-0.5 * z * z) / _SQRT2PI * dz
+        else:
+            x = fr.astype(complex)
+            pw = (wu * np.exp(-0.5 * u * u) / _SQRT2PI).astype(complex)
+        nx.append(x)
+        npw.append(pw)
+    atoms_x = np.asarray(atoms_x, float)
+    atoms_p = np.asarray(atoms_p, float)
+    nodes_x = np.concatenate(nx) if nx else np.empty(0, complex)
+    nodes_p = np.concatenate(npw) if npw else np.empty(0, complex)
+    xmax = max(xmax_c, float(atoms_x.max()) if atoms_x.size else 0.0)
+    return D2Law(mu1, atoms_x, atoms_p, nodes_x, nodes_p, xmax, xmax_c, mom, kappa > 0)
+
+
+def _refined_max(act, sq, mu1, u, fr) -> float:
+    """sup of x(u) on a piece: the best node, refined by a bounded scalar search."""
+    from scipy.optimize import minimize_scalar
+
+    i = int(np.argmax(fr))
+    lo = u[max(i - 1, 0)]
+    hi = u[min(i + 1, u.size - 1)]
+    if hi <= lo:
+        return float(fr[i])
+    res = minimize_scalar(lambda t: -float(act.dphi(np.array(sq * t))) ** 2 / mu1, bounds=(lo, hi),
+                          method="bounded", options={"xatol": 1e-13})
+    return float(max(fr[i], -res.fun))
+
+
+def _sign_changes(g, u: np.ndarray, a: float, b: float):
+    """Sign changes r_k of g on the nodes u (refined), the sign far left, and a bend width."""
+    from scipy.optimize import brentq
+
+    gv = g(u)
+    big = np.abs(gv) > 1e-8 * np.max(np.abs(gv))
+    uu, sg = u[big], np.sign(gv[big])
+    roots = []
+    for i in np.flatnonzero(sg[1:] != sg[:-1]):
+        lo, hi = uu[i], uu[i + 1]
+        try:
+            roots.append(brentq(g, lo, hi, xtol=1e-10))
+        except ValueError:
+            roots.append(0.5 * (lo + hi))
+    s_left = float(sg[0]) if sg.size else 0.0
+    gaps = np.diff(np.concatenate([[a], roots, [b]]))
+    w = max(min(0.5, 0.3 * float(np.min(gaps))), 1e-3) if roots else 0.5
+    return roots, s_left, w
+
+
+def _bend(u: np.ndarray, roots, s_left: float, w: float, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth sign of dx/du in closed form (so its derivative is exact).
+
+    s(u) = s_left (-1)^K prod_k tanh((u - r_k)/w) over the K sign changes r_k,
+    times tanh((u - e)/0.05)^2 at finite piece ends e (the contour returns to the
+    real axis at kinks).  Returns s and ds/du at the nodes u.
+    """
+    s0 = s_left * (-1.0) ** len(roots)
+    factors = [((u - r) / w, 1.0 / w, 1) for r in roots]
+    factors += [((u - e) / 0.05, 1.0 / 0.05, 2) for e in (a, b) if abs(e) < Z_MAX]
+    th = [np.tanh(x) for x, _, _ in factors]
+    vals = [t**p for t, (_, _, p) in zip(th, factors)]
+    ders = [p * t ** (p - 1) * (1 - t * t) * c for t, (_, c, p) in zip(th, factors)]
+    s = np.full(u.shape, s0)
+    ds = np.zeros(u.shape)
+    for i in range(len(factors)):
+        term = np.full(u.shape, s0) * ders[i]
+        for j in range(len(factors)):
+            if j != i:
+                term = term * vals[j]
+        ds = ds + term
+        s = s * vals[i]
+    return s, ds

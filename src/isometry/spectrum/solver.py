@@ -1,0 +1,369 @@
+"""The master-equation solver: bands of the spectrum of J J^T traced in a pole-free variable.
+
+Finite depth (Pennington, Schoenholz & Ganguli 2018, eq. 9): with normalised
+factors (mean 1) and M = M_{JJ^T}(z),
+
+    M = M_{D^2}(w),     w = z^{1/L} F(M),     F(x) = S_W(x) ((1 + x)/x)^{1 - 1/L}.
+
+Instead of solving for M at each z we use w (through v = log w) as the unknown:
+M = M_{D^2}(e^v) is explicit and so is
+
+    log z = L Phi(v),   Phi(v) = v - log S_W(M) - (1 - 1/L) (log(1 + M) - log M).
+
+On the support of the spectrum Phi(v) is real, so each band is a curve
+Gamma = {v : Im Phi(v) = 0, Im v > 0} in the v-plane; it leaves the real axis
+at a local minimum of Phi (the upper band edge, a square-root edge) and either
+returns to it at a local maximum (a lower edge) or runs off to v -> -inf
+(lambda -> 0).  We trace Gamma by pseudo-arclength continuation (tangent
+-conj(Phi')/|Phi'|, Newton corrector at fixed Re log z): nothing depends on L
+but the factor L in log z = L Phi, so the cost is flat in depth, and log lambda
+(not lambda) is the real coordinate, so L = 10^5 or chi far from 1 never
+overflow.  Atoms of M_{D^2} are simple poles in w, which v never meets.
+
+The density is rho(lambda) = -Im M / (pi lambda); the density of t = log lambda,
+-Im M / pi, is bounded.  Masses: along Gamma dt = L Phi'(v) dv is real, so
+
+    int g dt = -(1/pi) Im int M(v) (log z)'(v) dv,
+
+the integral of an analytic function, which we take along straight chords
+between traced points (Gauss-Legendre): no singular integrand at the edges or
+at lambda -> 0.  The tail beyond the last traced point is extrapolated from the
+exponential decay of g in t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.polynomial.legendre import leggauss
+
+from .d2 import D2Law
+from .s_transforms import WeightLaw
+
+__all__ = ["FiniteDepth", "Universal", "Band", "trace_bands"]
+
+_GL_X, _GL_W = leggauss(10)
+_DEBUG = False
+
+
+# ------------------------------------------------------------------ parametrisations
+class FiniteDepth:
+    """y = v = log w; log z = L Phi(v); M = M_{D^2}(e^v)."""
+
+    def __init__(self, law: D2Law, wl: WeightLaw, depth: int):
+        self.law, self.wl, self.L = law, wl, int(depth)
+        self.c = 1.0 - 1.0 / self.L
+        self.direction = 1j  # leave the real axis into Im w > 0 (Im M < 0)
+
+    def eval(self, y):
+        y = np.asarray(y, dtype=complex)
+        w = np.exp(y)
+        m, dm, opm = self.law.m_and_dm(w)
+        with np.errstate(all="ignore"):
+            lf = self.wl.log_s(m, opm) + self.c * (np.log(opm) - np.log(m))
+            dlf = self.wl.dlog_s(m, opm) + self.c * (1.0 / opm - 1.0 / m)
+            phi = y - lf
+            dphi = 1.0 - dlf * dm * w
+        return self.L * phi, self.L * dphi, m
+
+    def physical(self, y, m) -> np.ndarray:
+        return (np.asarray(y).imag >= 0) & (np.asarray(y).imag < np.pi) & (np.asarray(m).imag <= 1e-9 * (1 + np.abs(m)))
+
+    def real_intervals(self):
+        """Intervals of real v (as (lo, hi) in w) where bands can start."""
+        law = self.law
+        out = [(law.x_max, np.inf)]
+        if not law.has_continuous:
+            a = np.unique(law.atoms_x)
+            for lo, hi in zip(a[:-1], a[1:]):
+                out.append((lo, hi))
+        return out
+
+    def grid(self, lo, hi, n=400):
+        if np.isinf(hi):
+            w = lo + max(lo, 1e-300) * np.exp(np.linspace(-28, 14, n))
+        else:
+            u = np.linspace(-28, 28, n)
+            w = lo + (hi - lo) / (1.0 + np.exp(-u))
+            w = w[(w > lo) & (w < hi)]
+        return np.log(w)
+
+    def yscale(self, y) -> float:
+        return 1.0 + 0.25 * abs(y.real)
+
+
+class Universal:
+    """y = M; log z = log(1 + M) - log M - log S(M) for an explicit S-transform (L -> infinity)."""
+
+    def __init__(self, log_s, dlog_s):
+        self.log_s, self.dlog_s = log_s, dlog_s
+        self.direction = -1j  # Im M < 0
+
+    def eval(self, y):
+        m = np.asarray(y, dtype=complex)
+        with np.errstate(all="ignore"):
+            lz = np.log1p(m) - np.log(m) - self.log_s(m)
+            dlz = 1.0 / (1.0 + m) - 1.0 / m - self.dlog_s(m)
+        return lz, dlz, m
+
+    def physical(self, y, m) -> np.ndarray:
+        return np.asarray(m).imag <= 0
+
+    def real_intervals(self):
+        return [(0.0, np.inf), (-np.inf, -1.0)]
+
+    def grid(self, lo, hi, n=600):
+        if lo == 0.0:
+            return np.exp(np.linspace(-25, 25, n)) + 0j
+        return -1.0 - np.exp(np.linspace(25, -25, n)) + 0j
+
+    def yscale(self, y) -> float:
+        return 1.0 + abs(y)
+
+
+# ------------------------------------------------------------------ bands
+@dataclass
+class Band:
+    """A traced band: points (t_k, y_k, M_k) with t = log lambda decreasing."""
+
+    t: np.ndarray
+    y: np.ndarray
+    m: np.ndarray
+    seg: np.ndarray = field(default=None)  # mass between consecutive points
+    below: np.ndarray = field(default=None)  # mass below each point
+    tail: float = 0.0
+    tail_rate: float = 0.0
+    lower_edge: bool = False
+    complete: bool = True
+
+    @property
+    def mass(self) -> float:
+        return float(self.below[0])
+
+    @property
+    def t_top(self) -> float:
+        return float(self.t[0])
+
+    @property
+    def t_bottom(self) -> float:
+        return float(self.t[-1]) if self.lower_edge else -np.inf
+
+
+def _critical_points(p) -> list[tuple[complex, float]]:
+    """Local minima of real log z along the real y-axis: the upper band edges."""
+    from scipy.optimize import brentq
+
+    out = []
+    for lo, hi in p.real_intervals():
+        y = p.grid(lo, hi)
+        if y.size < 3:
+            continue
+        lz, dlz, m = p.eval(y)
+        real = np.abs(lz.imag) < 1e-9 * (1.0 + np.abs(lz.real))
+        t = np.where(real & np.isfinite(lz.real), lz.real, np.nan)
+        for i in range(1, y.size - 1):
+            if not (np.isfinite(t[i - 1]) and np.isfinite(t[i]) and np.isfinite(t[i + 1])):
+                continue
+            if t[i] <= t[i - 1] and t[i] <= t[i + 1]:
+                a, b = y[i - 1].real, y[i + 1].real
+
+                def d(x):
+                    return float(p.eval(np.array([x + 0j]))[1][0].real)
+
+                try:
+                    yc = brentq(d, a, b, xtol=1e-15, rtol=1e-15)
+                except ValueError:
+                    yc = y[i].real
+                tc = float(p.eval(np.array([yc + 0j]))[0][0].real)
+                out.append((complex(yc), tc))
+    return out
+
+
+def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-15, max_steps: int = 20000) -> Band:
+    L_scale = getattr(p, "L", 1)
+    T, Y, Mv = [tc], [yc], [complex(p.eval(np.array([yc]))[2][0])]
+    y, dl = yc, 0j
+    h = 1e-3 * p.yscale(yc)
+    hmax = 0.5
+    first = True
+    lower_edge = False
+    complete = True
+    tail, rate = 0.0, 0.0
+    domain_fail = False
+    steps = 0
+    while True:
+        steps += 1
+        if steps > max_steps:
+            complete = False
+            break
+        tau = p.direction if first else -np.conj(dl) / abs(dl)
+        yp = y + h * tau
+        lp, dlp, mp = (a[0] for a in p.eval(np.array([yp])))
+        tt = lp.real
+        tol = 1e-12 * (1.0 + abs(tt)) + 1e-14 * L_scale * (1.0 + abs(yp))
+        yn, ln, dln, mn = yp, lp, dlp, mp
+        ok = False
+        for it in range(7):
+            r = ln - tt
+            if abs(r) <= tol:
+                ok = True
+                break
+            if not np.isfinite(dln) or dln == 0:
+                break
+            yn = yn - r / dln
+            ln, dln, mn = (a[0] for a in p.eval(np.array([yn])))
+        phys = bool(p.physical(np.array([yn]), np.array([mn]))[0]) and np.isfinite(mn)
+        good = ok and phys and tt < T[-1] and abs(yn - yp) < 0.5 * h and abs(mn - Mv[-1]) < 0.3 * (abs(Mv[-1]) + 0.05)
+        if not good:
+            if _DEBUG: print('rej', ok, phys, tt, T[-1], abs(yn - yp), h, abs(mn - Mv[-1]))
+            domain_fail = ok and not phys
+            h *= 0.35
+            if h < 1e-11 * p.yscale(y):
+                if domain_fail or (ok and tt >= T[-1]):
+                    lower_edge = True
+                break
+            continue
+        first = False
+        y, dl = yn, dln
+        T.append(tt), Y.append(yn), Mv.append(complex(mn))
+        h = min(h * (1.6 if it <= 2 else 1.0 if it <= 3 else 0.6), hmax * p.yscale(y))
+        g1 = -Mv[-1].imag / np.pi
+        g0 = -Mv[-2].imag / np.pi
+        if tt < t_floor and len(T) > 3 and g1 > 0 and g0 > g1:
+            rate = np.log(g0 / g1) / (T[-2] - T[-1])
+            if rate > 0 and g1 / rate < tol_mass:
+                tail = g1 / rate
+                break
+        if tt < t_floor and g1 <= 0 and g0 <= 0 and len(T) > 3:
+            break
+    if lower_edge:  # finish on the real axis
+        ye = complex(Y[-1].real, 0.0) if isinstance(p, FiniteDepth) else complex(Y[-1].real, 0.0)
+        le, _, me = (a[0] for a in p.eval(np.array([ye])))
+        if np.isfinite(le) and le.real < T[-1]:
+            T.append(le.real), Y.append(ye), Mv.append(complex(me.real, 0.0))
+    if not complete and len(T) > 2:
+        g1, g0 = -Mv[-1].imag / np.pi, -Mv[-2].imag / np.pi
+        if g1 > 0 and g0 > g1:
+            rate = np.log(g0 / g1) / (T[-2] - T[-1])
+            tail = g1 / rate
+    band = Band(np.array(T), np.array(Y), np.array(Mv), tail=float(tail), tail_rate=float(rate),
+                lower_edge=lower_edge, complete=complete)
+    _integrate(p, band)
+    return band
+
+
+def _chord_integral(p, ya: np.ndarray, yb: np.ndarray) -> np.ndarray:
+    """-(1/pi) Im int_{ya}^{yb} M(y) (log z)'(y) dy along straight chords (vectorised)."""
+    ya = np.asarray(ya, complex)
+    yb = np.asarray(yb, complex)
+    half = 0.5 * (yb - ya)
+    nodes = (0.5 * (ya + yb))[..., None] + half[..., None] * _GL_X
+    _, dl, m = p.eval(nodes)
+    val = (m * dl) @ _GL_W * half
+    return -val.imag / np.pi
+
+
+def _integrate(p, band: Band) -> None:
+    if band.t.size < 2:
+        band.seg = np.zeros(0)
+        band.below = np.array([band.tail])
+        return
+    seg = _chord_integral(p, band.y[1:], band.y[:-1])
+    band.seg = seg
+    below = np.empty(band.t.size)
+    below[-1] = band.tail
+    below[:-1] = band.tail + np.cumsum(seg[::-1])[::-1]
+    band.below = below
+
+
+def trace_bands(p, t_floor: float) -> list[Band]:
+    bands = []
+    for yc, tc in _critical_points(p):
+        if any(b.t_bottom <= tc <= b.t_top for b in bands):
+            continue
+        b = _trace(p, yc, tc, min(t_floor, tc))
+        if b.t.size > 1:
+            bands.append(b)
+    bands.sort(key=lambda b: -b.t_top)
+    return bands
+
+
+# ------------------------------------------------------------------ evaluation at given t
+def solve_at(p, band: Band, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, M, ok) on the band's curve at log lambda = t (t inside [t_bottom, t_top])."""
+    t = np.asarray(t, float)
+    T, Y = band.t, band.y
+    n = T.size
+    k = np.clip(np.searchsorted(-T, -t, side="right") - 1, 0, n - 2)  # T[k] >= t >= T[k+1]
+    t0, t1 = T[k], T[k + 1]
+    frac = np.clip((t0 - t) / np.where(t0 > t1, t0 - t1, 1.0), 0.0, 1.0)
+    first = k == 0
+    lastseg = (k == n - 2) & band.lower_edge
+    fr = np.where(first, np.sqrt(frac), frac)
+    fr = np.where(lastseg & ~first, 1.0 - np.sqrt(1.0 - frac), fr)
+    y = Y[k] + (Y[k + 1] - Y[k]) * fr
+    beyond = t < T[-1]
+    if np.any(beyond) and n >= 2:  # below the traced end: v is asymptotically linear in t
+        slope = (Y[-1] - Y[-2]) / (T[-1] - T[-2])
+        y = np.where(beyond, Y[-1] + slope * (t - T[-1]), y)
+    L_scale = getattr(p, "L", 1)
+    tol = 1e-12 * (1.0 + np.abs(t)) + 1e-14 * L_scale * (1.0 + np.abs(y))
+    for _ in range(10):
+        lz, dl, m = p.eval(y)
+        r = lz - t
+        done = np.abs(r) <= tol
+        if np.all(done):
+            break
+        with np.errstate(all="ignore"):
+            step = np.where(done, 0.0, r / dl)
+        y = y - np.where(np.isfinite(step), step, 0.0)
+    lz, dl, m = p.eval(y)
+    ok = (np.abs(lz - t) <= 10 * tol) & p.physical(y, m)
+    bad = np.flatnonzero(~ok)
+    if bad.size:  # continuation in small steps from the traced point above
+        yb = Y[k[bad]].copy()
+        tb0 = T[k[bad]]
+        for nsub in (8, 64):
+            yy = yb.copy()
+            for j in range(1, nsub + 1):
+                tt = tb0 + (t[bad] - tb0) * j / nsub
+                for _ in range(8):
+                    lz_, dl_, m_ = p.eval(yy)
+                    with np.errstate(all="ignore"):
+                        st = (lz_ - tt) / dl_
+                    yy = yy - np.where(np.isfinite(st), st, 0.0)
+            lz_, dl_, m_ = p.eval(yy)
+            okb = (np.abs(lz_ - t[bad]) <= 10 * tol[bad]) & p.physical(yy, m_)
+            y[bad[okb]] = yy[okb]
+            m[bad[okb]] = m_[okb]
+            ok[bad[okb]] = True
+            bad = bad[~okb]
+            yb = yb[~okb]
+            tb0 = tb0[~okb]
+            if not bad.size:
+                break
+    return y, m, ok
+
+
+def band_cdf(p, band: Band, t: np.ndarray) -> np.ndarray:
+    """Mass of the band below log lambda = t."""
+    t = np.asarray(t, float)
+    out = np.empty(t.shape)
+    above = t >= band.t_top
+    out[above] = band.mass
+    below_end = t <= band.t[-1]
+    if band.lower_edge:
+        out[below_end & ~above] = 0.0
+    else:
+        sel = below_end & ~above
+        out[sel] = band.tail * np.exp(band.tail_rate * (t[sel] - band.t[-1])) if band.tail_rate > 0 else 0.0
+    inside = ~above & ~below_end
+    if np.any(inside):
+        ti = t[inside]
+        y, m, ok = solve_at(p, band, ti)
+        T = band.t
+        k = np.clip(np.searchsorted(-T, -ti, side="right") - 1, 0, T.size - 2)
+        part = _chord_integral(p, band.y[k + 1], y)
+        out[inside] = band.below[k + 1] + part
+    return out
