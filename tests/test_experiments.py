@@ -1,0 +1,255 @@
+"""The training harness: run ids, determinism, divergence, resume, checkpoints, grids, analysis, CLI."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from isometry.experiments import (  # noqa: E402
+    RunConfig,
+    build_mlp,
+    eval_steps,
+    experiment_grid,
+    measure_jacobian,
+    run_grid,
+    run_one,
+    summarise,
+)
+from isometry.experiments import analysis, records  # noqa: E402
+from isometry.experiments import train as T  # noqa: E402
+
+TINY = dict(data="digits", depth=2, width=16, batch_size=16, steps=40, n_evals=6, jacobian_inputs=1,
+            target_accuracy=0.3, device="cpu", learning_rate=0.05)
+
+
+def _strip(rec):
+    return [(p["step"], p["train_loss"], p["test_accuracy"]) for p in rec["curve"]]
+
+
+def test_runconfig_validation_and_stable_id():
+    c = RunConfig(**TINY)
+    assert c.run_id == RunConfig(**TINY).run_id == RunConfig.from_dict(c.to_dict()).run_id
+    assert len(c.run_id) == 16
+    assert c.replace(device="cuda", data_dir="/x", checkpoint_every=1.0).run_id == c.run_id
+    assert c.replace(learning_rate=0.1).run_id != c.run_id
+    assert c.replace(seed=1).run_id != c.run_id
+    for bad, match in [(dict(optimizer="lbfgs"), "optimizer"), (dict(depth=0), "depth"),
+                       (dict(learning_rate=-1.0), "learning_rate"), (dict(weights="uniform"), "weights"),
+                       (dict(target_accuracy=1.5), "target_accuracy"), (dict(data="mnist"), "data"),
+                       (dict(activation="swish"), "activation"), (dict(device="tpu"), "device")]:
+        with pytest.raises(ValueError, match=match):
+            c.replace(**bad)
+
+
+def test_eval_steps_log_spaced():
+    s = eval_steps(1000, 10)
+    assert s[0] == 0 and s[1] == 1 and s[-1] == 1000 and s == sorted(set(s))
+    ratios = np.diff(np.log(s[2:]))
+    assert np.all(ratios > 0.3) and np.all(ratios < 1.2)
+    assert eval_steps(1, 5) == [0, 1]
+
+
+def test_model_critical_init_and_measured_jacobian():
+    model, info = build_mlp(64, 10, depth=6, width=48, activation="tanh", weights="orthogonal", q_star=0.0259, seed=0)
+    assert abs(info.sigma_w2 - 1.0499609555855225) < 1e-6 and info.q_star == 0.0259
+    assert info.predicted_sigma2 == pytest.approx(6 * (0.9109636355364161 / 0.9524163681327928**2 - 1), rel=1e-6)
+    # first pre-activations sit at q* for unit-variance inputs
+    x = torch.randn(4000, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        q1 = float(model[0](x).pow(2).mean())
+    assert q1 == pytest.approx(0.0259, rel=0.06)
+    m = measure_jacobian(model, 6, x[:2])
+    assert m["jacobian_inputs"] == 2
+    assert m["measured_mean_eigenvalue"] == pytest.approx(1.0, abs=0.15)  # chi = 1
+    assert m["measured_sigma2"] < 0.3 and 0.9 < m["measured_s_max"] < 1.6
+    model_g, info_g = build_mlp(64, 10, depth=6, width=48, activation="tanh", weights="gaussian", q_star=0.0259, seed=0)
+    assert info_g.predicted_sigma2 > 5
+    assert measure_jacobian(model_g, 6, x[:2])["measured_sigma2"] > m["measured_sigma2"]
+
+
+def test_run_one_record_and_determinism(tmp_path):
+    c = RunConfig(**TINY)
+    a = run_one(c, tmp_path / "a")
+    b = run_one(c, tmp_path / "b")
+    assert _strip(a) == _strip(b)
+    assert a["init"]["measured_sigma2"] == b["init"]["measured_sigma2"]
+    assert os.path.exists(records.run_path(tmp_path / "a", c.run_id))
+    assert [p["step"] for p in a["curve"]] == eval_steps(c.steps, c.n_evals)
+    assert a["diverged_at"] is None and 0 <= a["final_test_accuracy"] <= 1
+    for k in ("sigma_w2", "sigma_b2", "q_star", "predicted_sigma2", "measured_sigma2", "predicted_s_max",
+              "measured_s_max"):
+        assert k in a["init"]
+    if a["steps_to_target"] is not None:
+        first = next(p for p in a["curve"] if p["test_accuracy"] >= c.target_accuracy)
+        assert a["steps_to_target"] == first["step"] and a["seconds_to_target"] is not None
+    c2 = c.replace(seed=1)
+    assert _strip(run_one(c2, tmp_path / "a")) != _strip(a)
+    json.loads((tmp_path / "a" / "runs" / f"{c.run_id}.json").read_text())  # strict JSON
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    c = RunConfig(**{**TINY, "activation": "relu", "q_star": 1.0, "learning_rate": 1e8, "steps": 60})
+    rec = run_one(c, tmp_path)
+    assert rec["diverged_at"] is not None and 1 <= rec["diverged_at"] <= 60
+    assert rec["curve"][-1]["step"] == rec["diverged_at"]
+    assert rec["curve"][-1]["train_loss"] is None  # NaN/inf stored as null
+    row = records.summary_row(records.load_record(tmp_path, c.run_id))
+    assert row["diverged_at"] == rec["diverged_at"]
+
+
+def test_stop_at_target(tmp_path):
+    c = RunConfig(**{**TINY, "target_accuracy": 0.15, "stop_at_target": True, "steps": 200})
+    rec = run_one(c, tmp_path)
+    assert rec["steps_to_target"] is not None and rec["steps_run"] == rec["steps_to_target"] < 200
+
+
+def test_resume_skips_finished_runs_no_duplicates(tmp_path, monkeypatch):
+    grid = [RunConfig(**{**TINY, "seed": s, "steps": 20}) for s in range(3)]
+    calls = []
+    real = T.build_mlp
+
+    def counting(*a, **k):
+        calls.append(k["seed"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed during the second run
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "build_mlp", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, progress=False)
+    # a stray temp file from a killed write is ignored
+    (tmp_path / "runs" / ".tmp-xyz.json").write_text("{")
+    monkeypatch.setattr(T, "build_mlp", real)
+    first = records.load_records(tmp_path)
+    assert [r["config"]["seed"] for r in first] == [0]
+    mtime = os.path.getmtime(records.run_path(tmp_path, grid[0].run_id))
+    calls.clear()
+    monkeypatch.setattr(T, "build_mlp", lambda *a, **k: (calls.append(k["seed"]), real(*a, **k))[1])
+    recs = run_grid(grid, tmp_path, progress=False)
+    assert calls == [1, 2]  # only the unfinished runs trained
+    assert recs[0].get("skipped") is True
+    assert os.path.getmtime(records.run_path(tmp_path, grid[0].run_id)) == mtime
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2]
+    assert len({r["run_id"] for r in rows}) == 3
+    assert (tmp_path / "summary.csv").read_text().count("\n") == 4
+
+
+def test_checkpoint_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+    c = RunConfig(**{**TINY, "steps": 60, "n_evals": 8, "checkpoint_every": 0.0, "optimizer": "adam",
+                     "learning_rate": 3e-3})
+    full = run_one(c, tmp_path / "full")
+    real = T.test_accuracy
+    n = []
+
+    def dies(*a, **k):
+        n.append(1)
+        if len(n) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "test_accuracy", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(c, tmp_path / "cut")
+    assert os.path.exists(records.checkpoint_path(tmp_path / "cut", c.run_id))
+    monkeypatch.setattr(T, "test_accuracy", real)
+    resumed = run_one(c, tmp_path / "cut")
+    assert _strip(resumed) == _strip(full)
+    assert not os.path.exists(records.checkpoint_path(tmp_path / "cut", c.run_id))
+
+
+def test_experiment_grids():
+    for name in ("E1", "E2", "E3"):
+        quick, cpu, paper = (experiment_grid(name, **kw) for kw in ({"quick": True}, {}, {"paper_scale": True}))
+        for g in (quick, cpu, paper):
+            assert len({c.run_id for c in g}) == len(g) > 0
+            assert all(c.experiment == name for c in g)
+        assert len(quick) < len(cpu)
+        assert all(c.width == 400 and c.steps == 100_000 and c.data == "cifar10" for c in paper)
+        assert name == "E3" or all(c.depth == 200 for c in paper)
+    e1 = experiment_grid("E1")
+    assert {c.optimizer for c in e1} == {"sgd", "momentum", "adam", "rmsprop"}
+    assert {c.weights for c in e1} == {"orthogonal", "gaussian"}
+    assert {(c.activation, round(c.q_star, 3)) for c in e1} == {("tanh", 0.026), ("tanh", 0.821), ("relu", 1.0)}
+    assert len(experiment_grid("E1", seeds=5)) == len(e1) // 3 * 5
+    assert {c.data for c in experiment_grid("E2", quick=True, data="mnist1d")} == {"mnist1d"}
+    with pytest.raises(ValueError, match="experiment"):
+        experiment_grid("E4")
+    with pytest.raises(ValueError, match="exclusive"):
+        experiment_grid("E1", quick=True, paper_scale=True)
+    with pytest.raises(ValueError, match="seeds"):
+        experiment_grid("E1", seeds=0)
+
+
+def _row(label, weights, opt, lr, seed, t, acc=0.9):
+    return {"label": label, "weights": weights, "optimizer": opt, "learning_rate": lr, "seed": seed,
+            "steps_to_target": t, "final_test_accuracy": acc, "target_accuracy": 0.9, "data": "digits"}
+
+
+def test_analysis_best_lr_and_comparison():
+    rows = []
+    for s in range(4):
+        rows += [_row("tanh sw2=1.05", "orthogonal", "sgd", 0.1, s, 10 + s),
+                 _row("tanh sw2=1.05", "orthogonal", "sgd", 0.01, s, 100 + s),
+                 _row("relu sw2=2", "orthogonal", "sgd", 0.1, s, None, 0.3),
+                 _row("relu sw2=2", "orthogonal", "sgd", 0.01, s, 50 + s)]
+    best = analysis.best_learning_rates(rows)
+    assert best == {("tanh sw2=1.05", "orthogonal", "sgd"): 0.1, ("relu sw2=2", "orthogonal", "sgd"): 0.01}
+    res = analysis.e1_comparison(rows)["sgd"]
+    assert res["networks"]["tanh sw2=1.05 orthogonal"]["median_tau"] == 11.5
+    c = res["reference_vs"]["relu sw2=2 orthogonal"]
+    assert c["median_ratio"] == pytest.approx(51.5 / 11.5) and c["reference_faster_every_seed"]
+    assert c["p_value"] == pytest.approx(1 / 70)  # exact one-sided Mann-Whitney, 4 vs 4, complete separation
+    # never reaching the target counts as slowest
+    rows2 = [_row("a", "orthogonal", "adam", 1e-3, s, None) for s in range(3)]
+    assert analysis.e1_comparison(rows2)["adam"]["networks"]["a orthogonal"]["median_tau"] is None
+    e3 = analysis.e3_table([{"depth": 4, "learning_rate": lr, "steps_to_target": t}
+                            for lr, t in [(0.1, 40), (0.01, 90), (1.0, None)]])
+    assert e3[0]["best_learning_rate"] == 0.1 and e3[0]["tau_over_sqrt_depth"] == 20.0
+    assert e3[0]["eta_times_depth"] == pytest.approx(0.4)
+
+
+def test_summary_json_strict_and_keys(tmp_path):
+    run_one(RunConfig(**TINY), tmp_path)
+    rows = summarise(tmp_path)
+    needed = {"activation", "weights", "q_star", "sigma_w2", "optimizer", "learning_rate", "depth", "width",
+              "steps_to_target", "target_accuracy", "final_test_accuracy", "diverged_at"}
+    assert needed <= set(rows[0])
+    assert json.loads((tmp_path / "summary.json").read_text()) == rows
+    assert math.isfinite(rows[0]["sigma_w2"])
+
+
+def test_cli_quick_writes_summary_and_plots(tmp_path, capsys):
+    from isometry.cli import main
+
+    out = tmp_path / "E3"
+    assert main(["train", "--experiment", "E3", "--quick", "--out", str(out), "--no-progress", "--steps", "60"]) == 0
+    rows = json.loads((out / "summary.json").read_text())
+    assert len(rows) == len(experiment_grid("E3", quick=True))
+    assert {"steps_to_target", "final_test_accuracy", "diverged_at", "target_accuracy"} <= set(rows[0])
+    assert (out / "E3_tau_vs_eta_L.png").stat().st_size > 1000
+    assert "tau/sqrt(L)" in capsys.readouterr().out
+    # rerun resumes: nothing retrains, same rows
+    assert main(["train", "--experiment", "E3", "--quick", "--out", str(out), "--no-progress", "--steps", "60",
+                 "--no-plots"]) == 0
+    assert json.loads((out / "summary.json").read_text()) == rows
+    assert main(["train", "--experiment", "E1", "--data", "cifar10", "--out", str(tmp_path / "x")]) == 2
+    assert "data-dir" in capsys.readouterr().err
+
+
+def test_plots_from_records(tmp_path):
+    from isometry.experiments.plots import plot_e2, plot_learning_curves
+
+    recs = []
+    for w in ("orthogonal", "gaussian"):
+        for opt in ("sgd", "adam"):
+            c = RunConfig(**{**TINY, "weights": w, "optimizer": opt, "steps": 10, "n_evals": 3,
+                             "learning_rate": 0.05 if opt == "sgd" else 1e-3, "label": "tanh sw2=1.05"})
+            recs.append(run_one(c, tmp_path))
+    p = plot_learning_curves(recs, str(tmp_path / "curves.png"))
+    assert os.path.getsize(p) > 1000
+    rows = [records.summary_row(r) for r in recs]
+    assert os.path.getsize(plot_e2(rows, str(tmp_path / "e2.png"))) > 1000
