@@ -10,14 +10,21 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import isometry as iso  # noqa: E402
-from isometry.torch import ISOMETRY_RULE, InitReport, critical_init_, delta_orthogonal_, mlp  # noqa: E402
+from isometry.torch import (  # noqa: E402
+    ISOMETRY_RULE,
+    InitReport,
+    critical_init_,
+    delta_orthogonal_,
+    jacobian,
+    jacobian_spectrum,
+    mlp,
+)
 from isometry.torch.init import choose_critical_point, haar_orthogonal  # noqa: E402
 
 
 def _jjt_eigenvalues(model, x):
-    """Eigenvalues of J J^T, J = d model(x) / d x, exact (reverse-mode Jacobian)."""
-    J = torch.func.jacrev(model)(x).detach()
-    return torch.linalg.eigvalsh(J @ J.T).numpy()
+    """Eigenvalues of J J^T, J = d model(x) / d x, exact (isometry.torch.jacobian_spectrum)."""
+    return jacobian_spectrum(model, x)
 
 
 def _input_at_q_star(report, n, seed):
@@ -29,13 +36,14 @@ def _input_at_q_star(report, n, seed):
 # ------------------------------------------------------------------ the spectrum it predicts
 def test_deep_tanh_mlp_spectrum_matches_prediction_and_default_init_does_not():
     depth, width, seeds = 128, 64, 8
-    var, mean = [], []
+    var, mean, top = [], [], []
     for seed in range(seeds):
         model = mlp(depth, width, "tanh", dtype=torch.float64)
         report = critical_init_(model, generator=seed)
         lam = _jjt_eigenvalues(model, _input_at_q_star(report, width, 1000 + seed))
         var.append(lam.var())
         mean.append(lam.mean())
+        top.append(math.sqrt(lam.max()))
     assert report.isometric and report.depth == depth
     assert report.predicted_variance == pytest.approx(0.25, rel=1e-9)
     assert report.predicted_mean == pytest.approx(1.0, rel=1e-9)
@@ -45,6 +53,11 @@ def test_deep_tanh_mlp_spectrum_matches_prediction_and_default_init_does_not():
     assert se_var < 0.05 and se_mean < 0.05  # the test has power: a 2x error in sigma^2 is >> 4 se
     assert abs(np.mean(var) - report.predicted_variance) < 4 * se_var + 0.02
     assert abs(np.mean(mean) - 1.0) < 4 * se_mean + 0.02
+    # the largest singular value sits near the free-probability edge (predicted 1.508; at N = 64
+    # the largest of 64 eigenvalues falls short of the N -> infinity edge by a few per cent)
+    sv = report.predicted_max_singular_value
+    assert sv == pytest.approx(iso.jacobian_spectrum("tanh", depth, q_star=report.q_star).max_eigenvalue ** 0.5)
+    assert 0.9 * sv < np.mean(top) < 1.03 * sv
 
     # PyTorch's default init (U(+-1/sqrt(fan_in)): sigma_w2 = 1/3) of the same model: chi << 1
     torch.manual_seed(0)
@@ -173,9 +186,7 @@ def test_haar_orthogonal_is_haar():
 
 # ------------------------------------------------------------------ convolutions
 def _conv_jacobian(conv, shape):
-    x = torch.randn(shape, dtype=torch.float64)
-    J = torch.func.jacrev(lambda v: conv(v.reshape(shape)).reshape(-1))(x.reshape(-1))
-    return J.detach()
+    return jacobian(conv, torch.randn(shape, dtype=torch.float64))
 
 
 def test_delta_orthogonal_convolutions_are_orthogonal_maps():
@@ -328,6 +339,24 @@ def test_report_is_readable_serialisable_and_frozen():
     assert meta.depth == 200 and meta.layers[0].shape == (4096, 4096)
 
 
+def test_report_plot_shows_the_predicted_singular_value_density(tmp_path):
+    from isometry.plotting import save_figure
+
+    report = critical_init_(mlp(50, 8, "erf"), generator=0)
+    ax = report.plot()
+    x, y = ax.lines[0].get_data()
+    # the plotted curve is a density of singular values: it integrates to 1 (no atoms for erf);
+    # the spectrum solver leaves NaN (plotted as gaps) only deep in the lower tail
+    assert np.all(np.isfinite(y[x > 0.2]))
+    y = np.nan_to_num(y)
+    assert np.sum(0.5 * (y[1:] + y[:-1]) * np.diff(x)) == pytest.approx(1.0, abs=0.02)
+    assert x[np.argmax(y)] == pytest.approx(1.0, abs=0.3)
+    save_figure(ax.figure, tmp_path / "density.png")
+    assert (tmp_path / "density.png").stat().st_size > 1000
+    ax = critical_init_(mlp(50, 8, "hard_tanh"), generator=0).plot()  # Bernoulli D^2: atom + bulk
+    assert len(ax.lines) >= 1
+
+
 # ------------------------------------------------------------------ command line
 def test_cli_init_report(capsys, tmp_path):
     from isometry.cli import main
@@ -338,6 +367,7 @@ def test_cli_init_report(capsys, tmp_path):
     assert main(["init-report", "erf", "--depth", "40", "--width", "64", "--sigma0-2", "0.5", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["predicted_variance"] == pytest.approx(0.5, rel=1e-9) and d["depth"] == 40
+    assert 1.0 < d["predicted_max_singular_value"] < 3.0
     cp = iso.critical_point("erf", d["q_star"])
     assert d["sigma_w2"] == pytest.approx(cp.sigma_w2, rel=1e-12)
     assert main(["init-report", "relu", "--depth", "30", "--width", "8", "--json"]) == 0

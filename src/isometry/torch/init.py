@@ -31,6 +31,7 @@ from torch import nn
 
 from ..activations import Activation, get_activation
 from ..meanfield import CriticalPoint, critical_line, critical_point
+from ..spectrum import jacobian_spectrum, q_star_for_variance
 from .modules import detect_activation
 
 __all__ = [
@@ -133,8 +134,8 @@ def choose_critical_point(
     * ``q_star`` given: :func:`isometry.critical_point` (activation, q_star).
     * otherwise the target t = ``sigma0_2`` (default 1/4) for the orthogonal-weight variance
       L (mu_2/mu_1^2 - 1) is solved for q* on the critical line (chi = 1, sigma_b2 >= 0),
-      scanning q* in [1e-10, 1e4] from small q* upwards and taking the first solution (Brent's
-      method on log q*). This is the double-scaling rule: for tanh mu_2/mu_1^2 - 1 ~ 8 q*^2, so
+      taking the smallest solution (:func:`isometry.q_star_for_variance`). This is the
+      double-scaling rule: for tanh mu_2/mu_1^2 - 1 ~ 8 q*^2, so
       q* ~ (t / 8L)^{1/2}.
     * where no q* reaches t: if the spread does not depend on q* (ReLU, leaky ReLU, linear) q* = 1;
       if it stays below t, q* = 1 (or the valid q* nearest to 1); if it stays above t, the q* of
@@ -159,20 +160,18 @@ def choose_critical_point(
         return critical_point(act, q), (
             f"the per-layer spread mu2/mu1^2 - 1 = {rv[0]:.4g} of {act.name} does not depend on q*; q* = {q:g} chosen"
         )
-    # first sign change of r - per_layer between consecutive valid grid points
-    idx = np.flatnonzero(ok)
-    f = r - per_layer
-    for i, j in zip(idx[:-1], idx[1:]):
-        if j == i + 1 and f[i] * f[j] <= 0:
-            return _solve_spread(act, float(_Q_GRID[i]), float(_Q_GRID[j]), per_layer), (
-                f"q* chosen so that sigma^2_JJT = {t:.4g} with orthogonal weights at depth {depth}"
-            )
+    try:  # the double-scaling solution (first crossing from small q*), when it exists
+        q = q_star_for_variance(act, depth, t, "orthogonal")
+        return critical_point(act, q), f"q* chosen so that sigma^2_JJT = {t:.4g} with orthogonal weights at depth {depth}"
+    except ValueError:
+        pass
     if np.all(rv < per_layer):
         q = float(qv[np.argmin(np.abs(np.log(qv)))])
         return critical_point(act, q), (
             f"target sigma0_2 = {t:.4g} exceeds the orthogonal-weight variance at every q* "
             f"(at most {depth * float(np.max(rv)):.4g}); q* = {q:g} chosen"
         )
+    idx = np.flatnonzero(ok)
     k = int(np.argmin(rv))
     q = float(qv[k])
     if 0 < k < len(qv) - 1 and idx[k + 1] - idx[k - 1] == 2:
@@ -193,22 +192,6 @@ def choose_critical_point(
 def _mu12(act: Activation, q: float):
     cp = critical_point(act, q)
     return cp.mu1, cp.mu2
-
-
-def _solve_spread(act: Activation, q_lo: float, q_hi: float, target: float) -> CriticalPoint:
-    from scipy.optimize import brentq
-
-    def g(s: float) -> float:
-        return float(_spread(*_mu12(act, math.exp(s)))) - target
-
-    lo, hi = math.log(q_lo), math.log(q_hi)
-    glo, ghi = g(lo), g(hi)
-    if glo == 0:
-        return critical_point(act, q_lo)
-    if ghi == 0 or glo * ghi > 0:
-        return critical_point(act, q_hi)
-    s = brentq(g, lo, hi, xtol=1e-12, rtol=1e-12)
-    return critical_point(act, math.exp(s))
 
 
 # ------------------------------------------------------------------------------ the report
@@ -289,10 +272,15 @@ class InitReport:
         spec = self.spectrum()
         if ax is None:
             fig, ax = _plt().subplots(figsize=(5, 3.5))
-        lam, rho = _density_curve(spec)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.sqrt(lam)
-            ax.plot(s, 2.0 * s * rho, color="C0")  # rho_sigma(s) = 2 s rho_lambda(s^2)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            s_max = math.sqrt(float(spec.max_eigenvalue))
+            s = np.linspace(s_max * 1e-4, s_max * 1.03, 800)
+            ax.plot(s, spec.singular_value_density(s), color="C0")  # p(s) = 2 s rho(s^2)
+        for lam, mass in spec.atoms:
+            if mass > 1e-6:
+                ax.axvline(math.sqrt(lam), color="C1", lw=1, label=f"atom, mass {mass:.3g}")
+        if any(m > 1e-6 for _, m in spec.atoms):
+            ax.legend(fontsize=8)
         ax.set_xlabel("singular value of J")
         ax.set_ylabel("density")
         ax.set_title(
@@ -335,28 +323,28 @@ def _act_label(act: Activation) -> str:
     return act.name + ("" if not act.params else "(" + ", ".join(f"{k}={v:g}" for k, v in act.params.items()) + ")")
 
 
+_SPECTRA: dict[tuple, Any] = {}
+
+
 def _theory_spectrum(act: Activation, depth: int, q_star: float, weights: str):
-    try:
-        from .. import jacobian_spectrum
-    except ImportError:  # the spectrum module is not installed
-        return None
-    return jacobian_spectrum(act, depth, q_star=q_star, weights=weights)
+    """:func:`isometry.jacobian_spectrum` at criticality, memoised (critical_init_ is called in loops)."""
+    from ..activations import ACTIVATIONS
 
-
-def _density_curve(spec) -> tuple[np.ndarray, np.ndarray]:
+    key = (act.name if act.name in ACTIVATIONS else id(act), tuple(sorted(act.params.items())), depth, q_star, weights)
+    spec = _SPECTRA.get(key)
     if spec is None:
-        raise ValueError("the predicted density needs isometry.jacobian_spectrum, which is not available")
-    lam_max = float(spec.max_eigenvalue)
-    lam = np.linspace(1e-6 * lam_max, lam_max * 1.02, 600)
-    return lam, np.asarray(spec.density(lam), dtype=float)
+        if len(_SPECTRA) > 64:
+            _SPECTRA.clear()
+        spec = _SPECTRA[key] = jacobian_spectrum(act, depth, q_star=q_star, weights=weights)
+    return spec
 
 
 def _predicted_max_singular_value(act: Activation, depth: int, q_star: float, weights: str) -> float:
     try:
-        spec = _theory_spectrum(act, depth, q_star, weights)
-        if spec is None:
-            return float("nan")
-        return float(math.sqrt(float(spec.max_eigenvalue)))
+        # the band tracer can meet NaN intermediate values it then discards: keep them silent
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            lam = float(_theory_spectrum(act, depth, q_star, weights).max_eigenvalue)
+        return math.sqrt(lam) if math.isfinite(lam) and lam >= 0 else float("nan")
     except (ValueError, ArithmeticError, NotImplementedError):
         return float("nan")
 
