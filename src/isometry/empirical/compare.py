@@ -8,10 +8,11 @@ and ``max_eigenvalue``; attributes may be properties or zero-argument methods),
 e.g. :func:`isometry.jacobian_spectrum`, and measured eigenvalues, e.g. from
 :func:`isometry.empirical_spectrum`.
 
-The KS distance sup_x |F_n(x) - F(x)| is computed exactly for a theory CDF that is
-continuous on (0, inf) with an atom at 0: eigenvalues below ``floor`` (and any
-negative round-off) count as exact zeros, and both one-sided limits are compared at
-every distinct sample value. Eigenvalues of one matrix are strongly correlated, so
+The KS distance sup |F_n(x) - F(x)| is computed exactly (both one-sided limits at
+every distinct sample value) for a theory CDF that is continuous apart from its
+atoms; below ``floor`` samples and theory are both lumped at 0 (samples below it,
+and negative round-off, count as zeros; the theory contributes F(floor)), since
+such eigenvalues are not resolved by a float64 SVD of the product. Eigenvalues of one matrix are strongly correlated, so
 no KS p-value is reported: the distance is a diagnostic, and the bootstrap
 intervals resample whole networks when ``samples`` is 2-D (one row per network).
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Comparison", "compare", "ks_distance"]
+__all__ = ["Comparison", "compare", "ks_distance", "ks_distance_nonzero"]
 
 DEFAULT_QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
@@ -42,40 +43,65 @@ def _clean(samples, floor: float) -> np.ndarray:
     return np.where(x < floor, 0.0, x)
 
 
-def _snap(x: np.ndarray, atoms, atom_rtol: float) -> np.ndarray:
+def _snap(x: np.ndarray, locs, atom_rtol: float) -> np.ndarray:
     """Move samples within ``atom_rtol`` (relative) of a positive atom location onto it."""
-    for loc, mass in atoms:
-        if loc > 0 and mass > 0:
-            x = np.where(np.abs(x - loc) <= atom_rtol * loc, loc, x)
+    for loc in locs:
+        x = np.where(np.abs(x - loc) <= atom_rtol * loc, loc, x)
     return x
 
 
 def ks_distance(cdf, samples, floor: float = 1e-20, atoms=(), atom_rtol: float = 1e-8) -> float:
-    """sup_x |F_n(x) - F(x)| for a theory CDF ``cdf`` (atoms included, right-continuous).
+    """sup_{x >= floor} |F_n(x) - F(x)| for a theory CDF ``cdf`` (atoms included).
 
-    Values below ``floor`` count as 0 (F(0-) = 0, F(0) = the zero atom). F is taken as
-    continuous on (0, inf) except at the positive ``atoms`` ((location, mass) pairs):
-    samples within ``atom_rtol`` (relative) of such a location are moved onto it, and
-    F(loc-) = F(loc) - mass. Both one-sided limits are compared at every distinct value,
-    which is exact because F_n is a step function.
+    Below ``floor`` both sides are lumped at 0: samples below it (and negative
+    round-off) count as zeros and the theory's mass in [0, floor] is F(floor), so
+    eigenvalues too small to be resolved (or to be computed in float64) are compared
+    only through their total mass. F is treated as continuous on (floor, inf) except
+    at the positive ``atoms`` ((location, mass) pairs): samples within ``atom_rtol``
+    (relative) of a location are moved onto it, and the theory's one-sided limits there
+    are F(loc (1 -+ atom_rtol)), robust to round-off in where the theory puts the atom.
+    Both one-sided limits are compared at every distinct sample value, which is exact
+    for a step function F_n.
     """
     if not (np.isfinite(floor) and floor >= 0):
         raise ValueError(f"floor must be finite and >= 0, got {floor!r}")
     if not (np.isfinite(atom_rtol) and atom_rtol >= 0):
         raise ValueError(f"atom_rtol must be finite and >= 0, got {atom_rtol!r}")
-    atoms = [(float(loc), float(m)) for loc, m in atoms]
-    x = np.sort(_snap(_clean(samples, floor).ravel(), atoms, atom_rtol))
+    locs = [float(loc) for loc, m in atoms if loc > 0 and m > 0]
+    x = np.sort(_snap(_clean(samples, floor).ravel(), locs, atom_rtol))
     n = x.size
     u, counts = np.unique(x, return_counts=True)
     upper = np.cumsum(counts) / n  # F_n(u)
     lower = upper - counts / n  # F_n(u-)
-    f = np.clip(np.asarray(cdf(u), dtype=float), 0.0, 1.0)
-    jump = np.zeros(u.shape)
-    for loc, m in atoms:
-        if loc > 0 and m > 0:
-            jump[u == loc] += m
-    f_left = np.where(u > 0, f - jump, 0.0)  # at 0 the left limit is 0
+    at_right = np.where(u == 0, floor, u)
+    at_left = u.copy()
+    for loc in locs:
+        hit = u == loc
+        at_right[hit] = loc * (1 + atom_rtol)
+        at_left[hit] = loc * (1 - atom_rtol)
+    f = np.clip(np.asarray(cdf(at_right), dtype=float), 0.0, 1.0)
+    f_left = np.clip(np.asarray(cdf(at_left), dtype=float), 0.0, 1.0)
+    f_left = np.where(u > 0, f_left, 0.0)  # nothing below 0 (F_n(0-) = 0 too)
     return float(max(np.max(np.abs(upper - f)), np.max(np.abs(lower - f_left))))
+
+
+def ks_distance_nonzero(cdf, samples, floor: float = 1e-20, atoms=(), atom_rtol: float = 1e-8) -> float:
+    """KS distance between the laws conditioned on lambda > floor: the shape of the
+    non-zero part, free of the O(N^-1/2) finite-width error in the mass at 0 (the rank
+    of a finite ReLU network is the smallest number of active units in any layer)."""
+    x = _clean(samples, floor).ravel()
+    x = x[x > 0]
+    if x.size == 0:
+        return float("nan")
+    f0 = float(np.clip(np.asarray(cdf(np.array([floor])), dtype=float)[0], 0.0, 1.0))
+    if f0 >= 1.0:
+        return float("nan")
+
+    def cond(v):
+        v = np.asarray(v, dtype=float)
+        return np.where(v > 0, (np.asarray(cdf(np.maximum(v, floor)), dtype=float) - f0) / (1.0 - f0), 0.0)
+
+    return ks_distance(cond, x, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +109,7 @@ class Comparison:
     """The result of :func:`compare` (``as_dict()`` for JSON, ``table()`` for text, ``plot()``)."""
 
     ks: float
+    ks_nonzero: float
     floor: float
     n: int
     n_networks: int
@@ -111,7 +138,7 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ks": self.ks, "floor": self.floor, "n": self.n, "n_networks": self.n_networks,
+            "ks": self.ks, "ks_nonzero": self.ks_nonzero, "floor": self.floor, "n": self.n, "n_networks": self.n_networks,
             "zero_fraction": self.zero_fraction, "atom": self.atom,
             "quantiles": [{"p": float(p), "empirical": float(e), "theory": float(t)}
                           for p, e, t in zip(self.quantiles, self.empirical_quantiles, self.theory_quantiles)],
@@ -124,6 +151,7 @@ class Comparison:
         c = int(round(100 * self.confidence))
         lines = [
             f"KS distance      {self.ks:.4f}   ({self.n} eigenvalues from {self.n_networks} network(s); below {self.floor:g} -> 0)",
+            f"KS of non-zero   {self.ks_nonzero:.4f}   (laws conditioned on lambda > {self.floor:g})",
             f"mass at 0        empirical {self.zero_fraction:.4f}   theory {self.atom:.4f}",
             f"mean             empirical {self.mean:.5g}  [{self.mean_ci[0]:.5g}, {self.mean_ci[1]:.5g}] ({c}%)   theory {self.theory_mean:.5g}",
             f"variance         empirical {self.variance:.5g}  [{self.variance_ci[0]:.5g}, {self.variance_ci[1]:.5g}] ({c}%)   theory {self.theory_variance:.5g}",
@@ -245,12 +273,13 @@ def compare(
     atom0 = float(_attr(spectrum, "atom", 0.0) or 0.0)
     atoms = _attr(spectrum, "atoms", None) or ((0.0, atom0),)
     ks = ks_distance(spectrum.cdf, pooled, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
+    ks_nz = ks_distance_nonzero(spectrum.cdf, pooled, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
     rng = np.random.default_rng(seed)
     m1_rows, m2_rows = rows.mean(axis=1), np.mean(rows * rows, axis=1)
     mean_ci, var_ci = _bootstrap(m1_rows, m2_rows, int(n_boot), float(confidence), rng)
     theory_q = np.array([float(np.asarray(spectrum.quantile(pi))) for pi in p])
     return Comparison(
-        ks=ks, floor=float(floor), n=pooled.size, n_networks=rows.shape[0] if x.ndim == 2 else 1,
+        ks=ks, ks_nonzero=ks_nz, floor=float(floor), n=pooled.size, n_networks=rows.shape[0] if x.ndim == 2 else 1,
         zero_fraction=float(np.mean(pooled == 0)), atom=atom0,
         quantiles=p, empirical_quantiles=np.quantile(pooled, p), theory_quantiles=theory_q,
         mean=float(pooled.mean()), mean_ci=mean_ci, theory_mean=float(_attr(spectrum, "mean")),
