@@ -1,0 +1,194 @@
+"""Sweeps (issue 8): local and Ray engines, identical results, resume after kill -9, no duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from isometry.sweeps import SweepResult, run_key, run_tasks, stable_hash
+
+# ---------------------------------------------------------------- a tiny generic task (no torch)
+
+
+def fake_task(config: dict, out_dir: str) -> dict:
+    """Deterministic toy run: writes its record atomically like run_one (temp file + rename), without
+    importing torch; can raise or kill its worker on demand."""
+    rid = run_key(config)
+    if config.get("fail"):
+        raise ValueError(f"bad config {config['x']}")
+    marker = os.path.join(out_dir, f"crashed-{rid}")
+    if config.get("crash_once") and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)  # the worker dies mid-run
+    rec = {"run_id": rid, "config": dict(config), "value": config["x"] ** 2, "pid": os.getpid()}
+    path = os.path.join(out_dir, "runs", f"{rid}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path}.tmp-{os.getpid()}", "w") as fh:
+        json.dump(rec, fh)
+    os.replace(f"{path}.tmp-{os.getpid()}", path)
+    return rec
+
+
+def _runs(out_dir) -> list[str]:
+    return sorted(os.listdir(os.path.join(out_dir, "runs")))
+
+
+def test_run_key_and_bad_input(tmp_path):
+    assert run_key({"b": 1, "a": 2}) == run_key({"a": 2, "b": 1}) == stable_hash({"a": 2, "b": 1})
+    assert run_key({"run_id": "abc", "x": 1}) == "abc"
+    with pytest.raises(ValueError, match="engine"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, engine="dask")
+    with pytest.raises(ValueError, match="max_parallel"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, max_parallel=0)
+    with pytest.raises(ValueError, match="num_gpus"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, num_gpus=-1)
+    with pytest.raises(ValueError, match="address"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, address="auto")
+    with pytest.raises(ValueError, match="run id"):
+        run_key({"run_id": "../x"})
+
+
+def test_local_engine_skips_dedups_retries_crashes_and_reports_failures(tmp_path):
+    out = str(tmp_path)
+    grid = [{"x": i} for i in range(5)] + [{"x": 1}]  # a duplicate of x=1
+    grid += [{"x": 10, "crash_once": True}, {"x": 11, "fail": True}]
+    fake_task({"x": 0}, out)  # finished before the sweep: skipped, not rewritten
+    before = os.stat(os.path.join(out, "runs", f"{run_key({'x': 0})}.json")).st_mtime_ns
+    res = run_tasks(grid, fake_task, out, engine="local", max_parallel=2, progress=False)
+    assert isinstance(res, SweepResult)
+    assert (res.total, res.skipped) == (7, 1)
+    # the crashed worker's run was started again; the one that raised is reported, not written
+    assert sorted(res.completed) == sorted(run_key(c) for c in grid[1:5] + [grid[6]])
+    assert list(res.failed) == [run_key(grid[7])] and "ValueError: bad config 11" in res.failed[run_key(grid[7])]
+    assert os.stat(os.path.join(out, "runs", f"{run_key({'x': 0})}.json")).st_mtime_ns == before
+    assert _runs(out) == sorted(f"{run_key(c)}.json" for c in grid[:5] + [grid[6]])
+    for c in grid[:5]:
+        with open(os.path.join(out, "runs", f"{run_key(c)}.json")) as fh:
+            assert json.load(fh)["value"] == c["x"] ** 2
+    again = run_tasks(grid, fake_task, out, engine="local", max_parallel=2, progress=False)
+    assert (again.skipped, again.completed, list(again.failed)) == (6, (), [run_key(grid[7])])
+
+
+# ------------------------------------------------------------- real training runs (tiny networks)
+
+
+def _tiny_grid(n: int, steps: int = 40) -> list:
+    from isometry.experiments import RunConfig
+
+    base = RunConfig(data="digits", depth=3, width=12, batch_size=32, steps=steps, n_evals=5, target_accuracy=0.3,
+                     jacobian_inputs=0, device="cpu", experiment="test-sweep")
+    qs, ws = (0.05, 1.0), ("orthogonal", "gaussian")
+    return [base.replace(q_star=qs[i % 2], weights=ws[(i // 2) % 2], seed=i // 4, depth=2 + i % 3,
+                         label=f"run{i}") for i in range(n)]
+
+
+_TIMING = {"seconds", "train_seconds", "seconds_to_target", "skipped"}
+
+
+def _strip(rec: dict) -> dict:
+    """A record without its wall-clock fields (what identical seeds must reproduce exactly)."""
+    out = {k: v for k, v in rec.items() if k not in _TIMING}
+    out["curve"] = [{k: v for k, v in pt.items() if k != "seconds"} for pt in rec["curve"]]
+    return out
+
+
+def _records(out_dir) -> dict[str, dict]:
+    from isometry.experiments import records
+
+    return {r["run_id"]: r for r in records.load_records(out_dir)}
+
+
+def test_ray_and_local_engines_give_identical_records(tmp_path):
+    ray = pytest.importorskip("ray")
+    from isometry.sweeps import sweep_configs
+
+    grid = _tiny_grid(4)
+    ids = sorted(c.run_id for c in grid)
+    res_local = sweep_configs(grid, tmp_path / "local", engine="local", max_parallel=2, progress=False)
+    assert res_local.ok and len(res_local.completed) == 4
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
+    try:
+        res_ray = sweep_configs(grid, tmp_path / "ray", engine="ray", max_parallel=2, num_cpus=1, progress=False)
+        assert ray.is_initialized()  # a cluster the caller started is left to the caller
+    finally:
+        ray.shutdown()
+    assert res_ray.ok and (res_ray.engine, len(res_ray.completed)) == ("ray", 4)
+    loc, ray_recs = _records(tmp_path / "local"), _records(tmp_path / "ray")
+    assert sorted(loc) == sorted(ray_recs) == ids
+    for rid in ids:
+        assert _strip(loc[rid]) == _strip(ray_recs[rid])
+        assert len(loc[rid]["curve"]) >= 3
+    with open(tmp_path / "ray" / "summary.json") as fh:
+        assert sorted(r["run_id"] for r in json.load(fh)) == ids
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid`` (Linux /proc)."""
+    alive = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(name))
+    return alive
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc to watch the worker processes")
+def test_kill_driver_then_resume_runs_every_config_exactly_once(tmp_path):
+    from isometry.experiments import records
+
+    grid = _tiny_grid(8, steps=200)
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps([c.to_dict() for c in grid]))
+    out = tmp_path / "out"
+    ids = sorted(c.run_id for c in grid)
+    cmd = [sys.executable, "-m", "isometry.cli", "sweep", "--grid", str(grid_file), "--out", str(out),
+           "--max-parallel", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(records.load_records(out)) >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"driver ended before it could be killed: {proc.stderr.read()!r}"
+        proc.send_signal(signal.SIGKILL)  # kill -9 the driver mid-sweep
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20  # its pool workers notice and exit on their own
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group_alive(proc.pid), "orphaned sweep workers still running"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.stderr.close()
+    survived = {r["run_id"]: r for r in records.load_records(out)}
+    assert 2 <= len(survived) < len(grid)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["total"] == len(grid) and report["skipped"] == len(survived)
+    assert report["completed"] == len(grid) - len(survived)
+    assert sorted(f for f in _runs(out) if not f.startswith(".")) == [f"{i}.json" for i in ids]
+    after = _records(out)
+    assert sorted(after) == ids
+    for rid, rec in survived.items():  # finished before the kill: kept, not run again
+        assert after[rid] == rec
+    with open(out / "summary.json") as fh:
+        rows = json.load(fh)
+    assert sorted(r["run_id"] for r in rows) == ids  # every run exactly once
