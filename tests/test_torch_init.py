@@ -226,6 +226,8 @@ def test_conv_net_is_initialised_critically():
     w = net[2].weight[:, :, 1, 1]
     assert torch.allclose(w @ w.T, report.sigma_w2 * torch.eye(16), atol=1e-5)
     assert net(torch.randn(2, 3, 2, 2)).shape == (2, 10)
+    strided = nn.Sequential(nn.Conv1d(2, 4, 3, stride=2), nn.Tanh())
+    assert "stride" in critical_init_(strided, generator=0).layers[0].note
 
 
 # ------------------------------------------------------------------ refusals
@@ -248,6 +250,8 @@ def test_relu_and_gaussian_are_flagged_and_strict_refuses():
     with pytest.raises(ValueError, match="Gaussian"):
         critical_init_(mlp(depth, 16, "tanh"), weights="gaussian", strict=True)
     assert critical_init_(mlp(depth, 16, "tanh"), strict=True).isometric
+    with pytest.raises(ValueError, match="selu"):  # SELU's kink: the target spread is out of reach
+        critical_init_(mlp(100, 8, "selu"), strict=True)
 
 
 # ------------------------------------------------------------------ walking models
@@ -278,6 +282,14 @@ def test_general_modules_and_activation_override():
     assert r.activation == "erf" and r.depth == 3 and r.layers[-1].role == "readout"
     r = critical_init_(mlp(4, 8, "leaky_relu", alpha=0.2), generator=0)
     assert r.activation == "leaky_relu(alpha=0.2)" and not r.isometric
+    assert critical_init_(Functional(), activation=nn.Tanh(), generator=0).activation == "tanh"
+
+    # a linear bottleneck (no activation after it) is a sigma_w2 = 1, sigma_b2 = 0 layer
+    net = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+    r = critical_init_(net, generator=0)
+    assert [layer.role for layer in r.layers] == ["input", "linear", "hidden", "readout"] and r.depth == 2
+    assert torch.allclose(net[2].weight @ net[2].weight.T, torch.eye(8), atol=1e-6)
+    assert torch.all(net[2].bias == 0)
 
 
 def test_errors_name_the_problem():

@@ -66,18 +66,26 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator | 
     raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
 
 
-def haar_orthogonal(n_out: int, n_in: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def haar_orthogonal(
+    n_out: int, n_in: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """A Haar-distributed n_out x n_in matrix with orthonormal rows (n_out <= n_in) or columns.
 
     QR of a standard Gaussian matrix with the signs of diag(R) moved into Q (Mezzadri 2007),
-    in float64 on the CPU, drawn from ``generator`` (torch's global generator if None).
+    on the CPU in ``dtype`` (float64, or float32 for float32/low-precision parameters: half
+    the cost), drawn from ``generator`` (torch's global generator if None).
     """
     big, small = max(n_out, n_in), min(n_out, n_in)
-    a = torch.randn(big, small, generator=generator, dtype=torch.float64)
+    a = torch.randn(big, small, generator=generator, dtype=dtype)
     q, r = torch.linalg.qr(a)
     d = torch.sign(torch.diagonal(r))
     q = q * torch.where(d == 0, torch.ones_like(d), d)
     return q if n_out >= n_in else q.T
+
+
+def _work_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64 sampling for float64 parameters, float32 otherwise."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 def _orthogonal_gain(sigma_w2: float, n_out: int, n_in: int) -> float:
@@ -111,7 +119,7 @@ def delta_orthogonal_(
     with torch.no_grad():
         weight.zero_()
         for g in range(groups):
-            h = gain * haar_orthogonal(c_out_g, c_in_g, generator)
+            h = gain * haar_orthogonal(c_out_g, c_in_g, generator, _work_dtype(weight))
             weight[(slice(g * c_out_g, (g + 1) * c_out_g), slice(None), *centre)] = h.to(weight.dtype)
     return gain
 
@@ -608,20 +616,20 @@ def _init_layer(m: nn.Module, sigma_w2: float, sigma_b2: float, weights: str, ge
             gain = _orthogonal_gain(sigma_w2, n_out, n_in)
             if not meta:
                 with torch.no_grad():
-                    w.copy_((gain * haar_orthogonal(n_out, n_in, gen)).to(w.dtype))
+                    w.copy_((gain * haar_orthogonal(n_out, n_in, gen, _work_dtype(w))).to(w.dtype))
     else:
         kind = "gaussian"
         fan_in = int(np.prod(w.shape[1:]))
         gain = math.sqrt(sigma_w2)
         if not meta:
             with torch.no_grad():
-                z = torch.randn(tuple(w.shape), generator=gen, dtype=torch.float64)
+                z = torch.randn(tuple(w.shape), generator=gen, dtype=_work_dtype(w))
                 w.copy_((gain / math.sqrt(fan_in) * z).to(w.dtype))
     b = getattr(m, "bias", None)
     if b is not None and not b.is_meta:
         with torch.no_grad():
             if sigma_b2 > 0:
-                z = torch.randn(tuple(b.shape), generator=gen, dtype=torch.float64)
+                z = torch.randn(tuple(b.shape), generator=gen, dtype=_work_dtype(b))
                 b.copy_((math.sqrt(sigma_b2) * z).to(b.dtype))
             else:
                 b.zero_()
