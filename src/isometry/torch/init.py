@@ -3,15 +3,15 @@
 For a network h^l = W^l phi(h^{l-1}) + b^l the input-output Jacobian is
 J = prod_{l=1}^{L} D^l W^l with D^l = diag(phi'(h^l)). Pennington, Schoenholz & Ganguli
 (2017) show that at criticality, chi = sigma_w2 mu_1(q*) = 1, the eigenvalues lambda of
-J J^T have mean 1 and variance (their eq. 17)
+J J^T have mean 1 and variance (their moment formula, derived from the S-transform)
 
     sigma^2_{JJ^T} = L (mu_2 / mu_1^2 - 1 - s_1),     mu_k = E[phi'(h)^(2k)], h ~ N(0, q*),
 
 with s_1 = 0 for orthogonal and s_1 = -1 for Gaussian weights. Orthogonal weights and an
 activation whose per-layer spread mu_2/mu_1^2 - 1 vanishes as q* -> 0 (tanh, erf, hard tanh,
-shifted ReLU, ...) can keep sigma^2_{JJ^T} = O(1) at any depth by choosing q* = O(L^{-1/2})
-(the double-scaling limit); ReLU cannot (mu_2/mu_1^2 - 1 = 1 at every q*), and Gaussian
-weights cannot (sigma^2_{JJ^T} >= L).
+shifted ReLU, ...) can keep sigma^2_{JJ^T} = O(1) at any depth by letting q* shrink as L grows
+(q* ~ L^{-1/2} for tanh and erf: the double-scaling limit); ReLU cannot (mu_2/mu_1^2 - 1 = 1
+at every q*), and Gaussian weights cannot (sigma^2_{JJ^T} >= L).
 
 :func:`critical_init_` finds the affine layers of a model and the activations that follow
 them, picks q* (given, or from a target sigma^2_{JJ^T}), sets every weight to sigma_w times a
@@ -130,7 +130,8 @@ def _spread(mu1, mu2):
 
 
 def predicted_variance(cp: CriticalPoint, depth: int, weights: str = "orthogonal") -> float:
-    """sigma^2_{JJ^T} = L (mu_2/mu_1^2 - 1 - s_1) (eq. 17; s_1 = 0 orthogonal, -1 Gaussian)."""
+    """sigma^2_{JJ^T} = L (mu_2/mu_1^2 - 1 - s_1) (s_1 = 0 orthogonal, -1 Gaussian: the first
+    S-transform coefficient of W^T W)."""
     return float(depth * (_spread(cp.mu1, cp.mu2) - _S1[weights]))
 
 
@@ -231,7 +232,7 @@ class InitReport:
     """What :func:`critical_init_` did and what it predicts for the Jacobian J = prod D^l W^l.
 
     ``depth`` L counts the critical layers (affine layer + activation); ``predicted_variance``
-    is sigma^2_{JJ^T} = L (mu_2/mu_1^2 - 1 - s_1) (eq. 17), the variance of the eigenvalues of
+    is sigma^2_{JJ^T} = L (mu_2/mu_1^2 - 1 - s_1), the variance of the eigenvalues of
     J J^T, whose mean is 1; ``predicted_max_singular_value`` is sqrt(lambda_max) of the
     free-probability spectrum (NaN if unavailable). ``input_q`` = (q* - sigma_b2) / sigma_w2 is
     the mean squared input coordinate |x|^2 / d_in that puts the first layer at q^1 = q* (scale
