@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import isometry as iso  # noqa: E402
-from isometry.torch import Erf, ShiftedReLU, activation_module, detect_activation, mlp  # noqa: E402
+from isometry.torch import Erf, LinearActivation, ShiftedReLU, activation_module, detect_activation, mlp  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(iso.ACTIVATIONS))
@@ -43,6 +43,7 @@ def test_parameterised_modules_keep_their_parameters():
     assert detect_activation(nn.Softplus(beta=2.0)) is None
     assert detect_activation(nn.ReLU6()) is None
     assert detect_activation(nn.BatchNorm1d(3)) is None
+    assert detect_activation(nn.Identity()) is None  # a placeholder, not an activation
     assert "tanh" in detect_activation(nn.GELU(approximate="tanh"))[1]
 
 
@@ -55,6 +56,7 @@ def test_isometry_activation_attribute_is_recognised():
 
     assert detect_activation(Cube())[0].name == "cube"
     assert detect_activation(Erf())[0].name == "erf" and detect_activation(ShiftedReLU())[0].name == "shifted_relu"
+    assert detect_activation(LinearActivation())[0].name == "linear"
 
 
 def test_erf_convention_has_unit_slope_at_zero():

@@ -25,7 +25,7 @@ from .init import (  # noqa: E402
     critical_init_,
     delta_orthogonal_,
 )
-from .modules import Erf, ShiftedReLU, activation_module, detect_activation, mlp  # noqa: E402
+from .modules import Erf, LinearActivation, ShiftedReLU, activation_module, detect_activation, mlp  # noqa: E402
 
 __all__ += [
     "critical_init_",
@@ -37,6 +37,7 @@ __all__ += [
     "ISOMETRY_RULE",
     "Erf",
     "ShiftedReLU",
+    "LinearActivation",
     "activation_module",
     "detect_activation",
     "mlp",

@@ -368,10 +368,16 @@ class _Slot:
     note: str = ""
 
 
+_OUTPUT = (nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d)
+
+
 def _is_ignorable(m: nn.Module) -> bool:
+    """Dropout, Flatten/Unflatten and placeholder nn.Identity: no effect on the mean-field recursion."""
     from torch.nn.modules.dropout import _DropoutNd
 
-    return isinstance(m, (_DropoutNd, nn.Flatten, nn.Unflatten, nn.AlphaDropout))
+    if getattr(m, "isometry_activation", None) is not None:
+        return False
+    return isinstance(m, (_DropoutNd, nn.Flatten, nn.Unflatten, nn.Identity))
 
 
 def _has_params(m: nn.Module) -> bool:
@@ -384,10 +390,10 @@ def _walk(model: nn.Module, override: Activation | None) -> list[_Slot]:
     slots: list[_Slot] = []
     pending: list[tuple[str, nn.Module]] = []  # non-affine leaves since the last affine layer
 
-    def close(slot: _Slot, between: list[tuple[str, nn.Module]]) -> None:
+    def close(slot: _Slot, between: list[tuple[str, nn.Module]], last: bool = False) -> None:
         found: list[tuple[str, nn.Module, Activation | None, str]] = []
         for n, m in between:
-            if _is_ignorable(m):
+            if _is_ignorable(m) or (last and isinstance(m, _OUTPUT)):  # softmax after the readout
                 continue
             det = detect_activation(m)
             if det is None and _has_params(m):
@@ -425,7 +431,7 @@ def _walk(model: nn.Module, override: Activation | None) -> list[_Slot]:
         elif slots:
             pending.append((n, m))
     if slots:
-        close(slots[-1], pending)
+        close(slots[-1], pending, last=True)
     if not slots:
         raise ValueError(f"critical_init_: {type(model).__name__} has no nn.Linear or nn.Conv1d/2d/3d layers")
     if override is not None and not any(s.activation is not None for s in slots):
@@ -469,15 +475,16 @@ def critical_init_(
     **Which layers.** Leaf modules are read in registration order (``model.named_modules()``,
     the execution order of ``nn.Sequential``). Each ``nn.Linear`` / ``nn.Conv1d/2d/3d`` followed
     by a pointwise activation module (nn.Tanh, ReLU, LeakyReLU, Hardtanh, SiLU, GELU, ELU, SELU,
-    Softplus, Sigmoid, Identity, :class:`isometry.torch.Erf`, :class:`isometry.torch.ShiftedReLU`,
-    or a module with an ``isometry_activation`` attribute) is a *critical layer*; their number is
-    the depth L. Dropout/Flatten are skipped. ``activation=`` overrides detection (and, if the
-    model has no activation modules because it applies phi in ``forward``, makes every affine
-    layer but the last critical).
+    Softplus, Sigmoid, :class:`isometry.torch.Erf`, :class:`isometry.torch.ShiftedReLU`,
+    :class:`isometry.torch.LinearActivation`, or a module with an ``isometry_activation``
+    attribute) is a *critical layer*; their number is the depth L. Dropout, Flatten and
+    placeholder ``nn.Identity`` modules are skipped, and so is a softmax after the last layer.
+    ``activation=`` overrides detection (and, if the model has no activation modules because it
+    applies phi in ``forward``, makes every affine layer but the last critical).
 
     **Critical point.** q* is ``q_star``, or solves L (mu_2/mu_1^2 - 1) = ``sigma0_2`` (default
     1/4) on the critical line (:func:`choose_critical_point`, the double-scaling rule); then
-    sigma_w2 = 1 / mu_1(q*), sigma_b2 = q* - sigma_w2 E[phi(h)^2] (chi = 1, eq. 5). Gaussian
+    sigma_w2 = 1 / mu_1(q*), sigma_b2 = q* - sigma_w2 E[phi(h)^2] (chi = 1). Gaussian
     weights use the same q* as orthogonal ones.
 
     **Weights.** ``weights="orthogonal"``: W = sigma_w sqrt(max(1, n_out/n_in)) Q, Q Haar with

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..activations import ACTIVATIONS, Activation, get_activation
 
-__all__ = ["Erf", "ShiftedReLU", "activation_module", "detect_activation", "mlp"]
+__all__ = ["Erf", "ShiftedReLU", "LinearActivation", "activation_module", "detect_activation", "mlp"]
 
 _ERF_SCALE = math.sqrt(math.pi) / 2.0
 
@@ -55,11 +55,21 @@ class ShiftedReLU(nn.Module):
         return torch.clamp(h + self.shift, min=0.0) - self.shift
 
 
+class LinearActivation(nn.Identity):
+    """phi(h) = h, marked as an activation (a plain ``nn.Identity`` is treated as a placeholder).
+
+    Deep linear networks are critical at sigma_w2 = 1, sigma_b2 = 0 for every q*, and exactly
+    isometric with orthogonal weights.
+    """
+
+    isometry_activation = "linear"
+
+
 def activation_module(activation: str | Activation, **params: Any) -> nn.Module:
     """A ``torch.nn`` module computing the registry activation ``activation``.
 
     ``params`` are the registry parameters (``alpha`` of ``leaky_relu`` and ``elu``).
-    ``linear`` gives :class:`torch.nn.Identity` (recognised as the linear activation).
+    ``linear`` gives :class:`LinearActivation` (an ``nn.Identity`` marked as the activation).
 
     >>> activation_module("leaky_relu", alpha=0.2)
     LeakyReLU(negative_slope=0.2)
@@ -67,7 +77,7 @@ def activation_module(activation: str | Activation, **params: Any) -> nn.Module:
     act = get_activation(activation, **params)
     name, p = act.name, dict(act.params)
     if name == "linear":
-        return nn.Identity()
+        return LinearActivation()
     if name == "relu":
         return nn.ReLU()
     if name == "leaky_relu":
@@ -101,9 +111,10 @@ def activation_module(activation: str | Activation, **params: Any) -> nn.Module:
 def detect_activation(module: nn.Module) -> tuple[Activation, str] | None:
     """The :class:`isometry.Activation` computed by ``module``, with a note, or None if unknown.
 
-    Recognised: nn.Identity (linear), ReLU, LeakyReLU, Hardtanh(-1, 1), Tanh, SiLU, GELU, ELU,
-    SELU, Softplus(beta=1), Sigmoid, :class:`Erf`, :class:`ShiftedReLU`, and any module with an
-    ``isometry_activation`` attribute. The note is empty unless something was approximated
+    Recognised: ReLU, LeakyReLU, Hardtanh(-1, 1), Tanh, SiLU, GELU, ELU,
+    SELU, Softplus(beta=1), Sigmoid, :class:`Erf`, :class:`ShiftedReLU`, :class:`LinearActivation`
+    and any module with an ``isometry_activation`` attribute (a plain ``nn.Identity`` is not an
+    activation: models use it as a placeholder). The note is empty unless something was approximated
     (GELU's tanh approximation is treated as the exact GELU; Softplus's linear threshold is
     ignored). Modules that look like activations but with other parameters (Hardtanh(-2, 2),
     Softplus(beta=2)) return None.
@@ -113,8 +124,6 @@ def detect_activation(module: nn.Module) -> tuple[Activation, str] | None:
         return tag, ""
     if isinstance(tag, str):
         return get_activation(tag), ""
-    if isinstance(module, nn.Identity):
-        return get_activation("linear"), ""
     if isinstance(module, nn.ReLU):
         return get_activation("relu"), ""
     if isinstance(module, nn.LeakyReLU):
