@@ -6,10 +6,14 @@ from pathlib import Path
 
 from .core import Context, run_parts, write_report
 from .mean_field_parts import dphi_part, phase_part
+from .spectrum_parts import densities_part, moments_part, universal_part
 
 PARTS = [
     ("phase", phase_part),
+    ("densities", densities_part),
+    ("moments", moments_part),
     ("dphi", dphi_part),
+    ("universal", universal_part),
 ]
 
 SCALES = ("quick", "cpu", "paper")
