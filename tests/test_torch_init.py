@@ -228,6 +228,9 @@ def test_conv_net_is_initialised_critically():
     w = net[2].weight[:, :, 1, 1]
     assert torch.allclose(w @ w.T, report.sigma_w2 * torch.eye(16), atol=1e-5)
     assert net(torch.randn(2, 3, 2, 2)).shape == (2, 10)
+    gauss = nn.Sequential(nn.Conv2d(64, 64, 3), nn.Tanh())
+    r = critical_init_(gauss, q_star=1.0, weights="gaussian", generator=0)
+    assert gauss[0].weight.var().item() == pytest.approx(r.sigma_w2 / (64 * 9), rel=0.03)  # 36864 draws
     strided = nn.Sequential(nn.Conv1d(2, 4, 3, stride=2), nn.Tanh())
     assert "stride" in critical_init_(strided, generator=0).layers[0].note
 
