@@ -143,10 +143,13 @@ class JacobianSpectrum:
         t = np.asarray(log_lam, dtype=float) - self.log_scale
         out = np.zeros(t.shape)
         for b in self._bands:
-            sel = (t < b.t_top) & (t > b.t_bottom)
+            sel = (t < b.t_top) & (t >= b.t[-1])
             if np.any(sel):
                 y, m, ok = solve_at(self._param, b, t[sel])
                 out[sel] += np.where(ok, np.maximum(-m.imag, 0.0) / np.pi, np.nan)
+            tail = t < b.t[-1]
+            if np.any(tail):  # beyond the traced end (little mass there): the fitted tail in t
+                out[tail] += b.tail_density(t[tail])
         return out
 
     def density(self, lam) -> np.ndarray:
@@ -173,8 +176,8 @@ class JacobianSpectrum:
         """P(log lambda~ <= t) for normalised t (atoms included)."""
         out = np.full(t.shape, self.atom)
         for tt, m in self.atoms_normalised:
-            if tt > -np.inf:
-                out += np.where(t >= tt, m, 0.0)
+            if tt > -np.inf:  # lambda at the atom (to rounding of log lambda) includes it
+                out += np.where(t >= tt - 4e-15 * (1.0 + abs(tt) + abs(self.log_scale)), m, 0.0)
         for b in self._bands:
             out += band_cdf(self._param, b, t)
         return np.clip(out, 0.0, 1.0)
@@ -205,7 +208,8 @@ class JacobianSpectrum:
         flat = np.atleast_1d(p).ravel()
         # bracket on a table of t values (traced points and atoms)
         ts = [t for b in self._bands for t in b.t] + [t for t, m in self.atoms_normalised if t > -np.inf]
-        ts += [b.t[-1] - 50.0 * (1.0 + 1.0 / max(b.tail_rate, 1e-300)) for b in self._bands if not b.lower_edge]
+        ts += [b.t[-1] * (1e6 if b.tail_kind == "power" and b.t[-1] < 0 else 1.0) - 50.0 * (1.0 + 1.0 / max(b.tail_rate, 1e-300))
+               for b in self._bands if not b.lower_edge]
         tab = np.unique(np.asarray(ts, float))
         if tab.size == 0:
             tab = np.array([0.0])

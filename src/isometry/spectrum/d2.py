@@ -239,11 +239,17 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
             roots, s_left, wid = _sign_changes(g, u, a, b)
             extra = [r + k * wid for r in roots for k in (-4, -2, -1, 0, 1, 2, 4)]
             extra += [e + k * 0.05 for e in (a, b) if abs(e) < Z_MAX for k in (-4, -2, -1, 1, 2, 4)]
+            extra += _log_breaks(act, sq, a, b)
+            fmax = float(np.max(fr))
+            for r in roots:  # a zero of phi': x ~ c (z - r)^2, graded panels resolve x -> 0
+                if abs(complex(f(np.array(r + 0j)))) < 1e-8 * fmax:
+                    extra += [r + sgn * 0.5 * 2.0**-k for k in range(0, 26) for sgn in (-1, 1)]
             pb = np.unique(np.concatenate([pb, [x for x in extra if a < x < b]]))
             u, wu = _panels(pb, order)
             s0, ds = _bend(u, roots, s_left, wid, a, b)
-            z = u - 1j * kappa * s0
-            dz = 1.0 - 1j * kappa * ds
+            amp, damp = _amplitude(act, sq, u, kappa)
+            z = u - 1j * amp * s0
+            dz = 1.0 - 1j * (damp * s0 + amp * ds)
             x = f(z)
             pw = wu * np.exp(-0.5 * z * z) / _SQRT2PI * dz
         else:
@@ -316,3 +322,49 @@ def _bend(u: np.ndarray, roots, s_left: float, w: float, a: float, b: float) -> 
         ds = ds + term
         s = s * vals[i]
     return s, ds
+
+
+def _dlogx(act, sq, u):
+    """d log x / du on the real axis (finite where phi' != 0)."""
+    eps = 1e-6
+    with np.errstate(all="ignore"):
+        lf = np.log(np.abs(np.asarray(act.dphi(sq * np.concatenate([u - eps, u + eps])), dtype=float)))
+        n = u.size
+        return 2.0 * (lf[n:] - lf[:n]) / (2 * eps)
+
+
+def _log_breaks(act, sq, a, b, step: float = 3.0, max_panels: int = 240) -> list[float]:
+    """Extra panel breaks so that log x changes by at most ``step`` per panel where the
+    Gaussian weight is above 1e-17 (the law of x = phi'^2 near 0 lives on many scales of log x)."""
+    zmax = 8.8  # Phi(-8.8) ~ 7e-19
+    lo, hi = max(a, -zmax), min(b, zmax)
+    if hi <= lo:
+        return []
+    u = np.linspace(lo, hi, 4001)
+    d = np.abs(_dlogx(act, sq, u))
+    d = np.where(np.isfinite(d), d, 0.0)
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * np.diff(u))])
+    total = cum[-1]
+    if total <= step:
+        return []
+    n = min(int(total / step), max_panels)
+    targets = np.linspace(0, total, n + 1)[1:-1]
+    return list(np.interp(targets, cum, u))
+
+
+def _amplitude(act, sq, u, kappa):
+    """Deformation amplitude A(u) = kappa / sqrt(1 + (u/u_s)^2) (and A'), with u_s chosen so that
+    A |d log x/du| <= 1: the contour stays well inside the ladder of poles of 1/(w - x(z))
+    (spacing 2 pi / |d log x/dz|) that fast-decaying tails (erf, gelu) bring close to the axis."""
+    d = np.abs(_dlogx(act, sq, u))
+    d = np.where(np.isfinite(d), d, 0.0)
+    need = kappa * d > 1.0
+    if np.any(need):
+        us = float(np.min(np.abs(u[need]) / np.sqrt((kappa * d[need]) ** 2 - 1.0)))
+        us = max(us, 1e-3)
+    else:
+        return np.full(u.shape, kappa), np.zeros(u.shape)
+    r = u / us
+    amp = kappa / np.sqrt(1.0 + r * r)
+    damp = -kappa * r / us / (1.0 + r * r) ** 1.5
+    return amp, damp

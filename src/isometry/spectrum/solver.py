@@ -58,14 +58,14 @@ class FiniteDepth:
 
     def eval(self, y):
         y = np.asarray(y, dtype=complex)
-        w = np.exp(y)
-        m, dm, opm = self.law.m_and_dm(w)
         with np.errstate(all="ignore"):
+            w = np.exp(y)
+            m, dm, opm = self.law.m_and_dm(w)
             lf = self.wl.log_s(m, opm) + self.c * (np.log(opm) - np.log(m))
             dlf = self.wl.dlog_s(m, opm) + self.c * (1.0 / opm - 1.0 / m)
             phi = y - lf
             dphi = 1.0 - dlf * dm * w
-        return self.L * phi, self.L * dphi, m
+            return self.L * phi, self.L * dphi, m
 
     def physical(self, y, m) -> np.ndarray:
         return (np.asarray(y).imag >= 0) & (np.asarray(y).imag < np.pi) & (np.asarray(m).imag <= 1e-9 * (1 + np.abs(m)))
@@ -136,6 +136,26 @@ class Band:
     tail_rate: float = 0.0
     lower_edge: bool = False
     complete: bool = True
+    tail_kind: str = "exp"
+    tail_k: float = 0.0
+
+    def tail_mass(self, t: np.ndarray) -> np.ndarray:
+        """Extrapolated mass below t (t < t[-1]) on the -inf side."""
+        te = self.t[-1]
+        if self.lower_edge or self.tail <= 0:
+            return np.zeros(np.shape(t))
+        if self.tail_kind == "power":
+            return self.tail * (te / np.asarray(t)) ** (self.tail_k - 1.0)
+        return self.tail * np.exp(self.tail_rate * (np.asarray(t) - te))
+
+    def tail_density(self, t: np.ndarray) -> np.ndarray:
+        te = self.t[-1]
+        g = max(-self.m[-1].imag, 0.0) / np.pi
+        if self.lower_edge or self.tail <= 0:
+            return np.zeros(np.shape(t))
+        if self.tail_kind == "power":
+            return g * (te / np.asarray(t)) ** self.tail_k
+        return g * np.exp(self.tail_rate * (np.asarray(t) - te))
 
     @property
     def mass(self) -> float:
@@ -151,10 +171,18 @@ class Band:
 
 
 def _critical_points(p) -> list[tuple[complex, float]]:
-    """Local minima of real log z along the real y-axis: the upper band edges."""
+    """Local minima of real log z along the real y-axis: the upper band edges.
+
+    With orthogonal weights an atom v of D^2 of mass p_v with L (1 - p_v) = 1 is a
+    degenerate edge: the critical point sits on the pole w = v (lambda = v^L).
+    """
     from scipy.optimize import brentq
 
     out = []
+    if isinstance(p, FiniteDepth) and p.wl.name == "orthogonal":
+        for v, pv in zip(p.law.atoms_x, p.law.atoms_p):
+            if v > 0 and abs(p.L * (1.0 - pv) - 1.0) < 1e-9:
+                out.append((complex(np.log(v)), float(p.L * np.log(v))))
     for lo, hi in p.real_intervals():
         y = p.grid(lo, hi)
         if y.size < 3:
@@ -171,6 +199,11 @@ def _critical_points(p) -> list[tuple[complex, float]]:
                 def d(x):
                     return float(p.eval(np.array([x + 0j]))[1][0].real)
 
+                # a genuine minimum: the slope changes sign well above its rounding level
+                noise = 1e-9 * getattr(p, "L", 1) * (1.0 + abs(y[i].real))
+                da, db = d(a), d(b)
+                if not (da < -noise and db > noise):
+                    continue
                 try:
                     yc = brentq(d, a, b, xtol=1e-15, rtol=1e-15)
                 except ValueError:
@@ -180,9 +213,10 @@ def _critical_points(p) -> list[tuple[complex, float]]:
     return out
 
 
-def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-15, max_steps: int = 20000) -> Band:
+def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, max_steps: int = 4000) -> Band:
     L_scale = getattr(p, "L", 1)
-    T, Y, Mv = [tc], [yc], [complex(p.eval(np.array([yc]))[2][0])]
+    m0 = complex(p.eval(np.array([yc]))[2][0])
+    T, Y, Mv = [tc], [yc], [m0 if np.isfinite(m0) else complex(np.inf, 0.0)]
     y, dl = yc, 0j
     h = 1e-3 * p.yscale(yc)
     hmax = 0.5
@@ -195,6 +229,9 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-15, m
     while True:
         steps += 1
         if steps > max_steps:
+            complete = False
+            break
+        if not first and not (np.isfinite(dl) and dl != 0):
             complete = False
             break
         tau = p.direction if first else -np.conj(dl) / abs(dl)
@@ -214,7 +251,11 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-15, m
             yn = yn - r / dln
             ln, dln, mn = (a[0] for a in p.eval(np.array([yn])))
         phys = bool(p.physical(np.array([yn]), np.array([mn]))[0]) and np.isfinite(mn)
-        good = ok and phys and tt < T[-1] and abs(yn - yp) < 0.5 * h and abs(mn - Mv[-1]) < 0.3 * (abs(Mv[-1]) + 0.05)
+        m_prev = Mv[-1]
+        with np.errstate(all="ignore"):
+            dm_ok = np.isfinite(mn) and ((not np.isfinite(m_prev)) or abs(mn - m_prev) < 0.3 * (abs(m_prev) + 0.05) or (
+                mn != 0 and m_prev != 0 and abs(1 / mn - 1 / m_prev) < 0.3 * (abs(1 / m_prev) + 0.05)))
+        good = ok and phys and tt < T[-1] and abs(yn - yp) < 0.5 * h and dm_ok
         if not good:
             if _DEBUG: print('rej', ok, phys, tt, T[-1], abs(yn - yp), h, abs(mn - Mv[-1]))
             domain_fail = ok and not phys
@@ -230,10 +271,14 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-15, m
         h = min(h * (1.6 if it <= 2 else 1.0 if it <= 3 else 0.6), hmax * p.yscale(y))
         g1 = -Mv[-1].imag / np.pi
         g0 = -Mv[-2].imag / np.pi
-        if tt < t_floor and len(T) > 3 and g1 > 0 and g0 > g1:
+        near_axis = abs(yn.imag) < 1e-6 * p.yscale(yn)  # approaching a lower edge, not lambda -> 0
+        if tt < t_floor and len(T) > 3 and g1 > 0 and g0 > g1 and not near_axis:
             rate = np.log(g0 / g1) / (T[-2] - T[-1])
-            if rate > 0 and g1 / rate < tol_mass:
-                tail = g1 / rate
+            if rate > 0 and (g1 / rate < tol_mass or g1 < 1e-11):
+                # decayed below the mass tolerance, or to the rounding floor of Im M;
+                # a square-root lower edge shows up as a diverging decay rate
+                if rate * (1.0 + abs(tt)) > 1e6:
+                    lower_edge = True
                 break
         if tt < t_floor and g1 <= 0 and g0 <= 0 and len(T) > 3:
             break
@@ -242,15 +287,30 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-15, m
         le, _, me = (a[0] for a in p.eval(np.array([ye])))
         if np.isfinite(le) and le.real < T[-1]:
             T.append(le.real), Y.append(ye), Mv.append(complex(me.real, 0.0))
-    if not complete and len(T) > 2:
-        g1, g0 = -Mv[-1].imag / np.pi, -Mv[-2].imag / np.pi
-        if g1 > 0 and g0 > g1:
-            rate = np.log(g0 / g1) / (T[-2] - T[-1])
-            tail = g1 / rate
+    kind, k = "exp", 0.0
+    if not lower_edge and len(T) > 3:
+        tail, rate, kind, k = _tail_model(np.array(T[-3:]), -np.array(Mv[-3:]).imag / np.pi)
     band = Band(np.array(T), np.array(Y), np.array(Mv), tail=float(tail), tail_rate=float(rate),
-                lower_edge=lower_edge, complete=complete)
+                lower_edge=lower_edge, complete=complete, tail_kind=kind, tail_k=float(k))
     _integrate(p, band)
     return band
+
+
+def _tail_model(t: np.ndarray, g: np.ndarray):
+    """Mass below t[-1] from the last three points: exponential (g ~ e^{r t}) or power law
+    (g ~ |t|^{-k}), whichever fits the three points better."""
+    if not (np.all(g > 0) and g[0] > g[1] > g[2]):
+        return 0.0, 0.0, "exp", 0.0
+    r1 = np.log(g[0] / g[1]) / (t[0] - t[1])
+    r2 = np.log(g[1] / g[2]) / (t[1] - t[2])
+    e_exp = abs(r1 - r2) / abs(r2)
+    if t[0] < 0:
+        k1 = np.log(g[0] / g[1]) / np.log(t[1] / t[0])
+        k2 = np.log(g[1] / g[2]) / np.log(t[2] / t[1])
+        e_pow = abs(k1 - k2) / abs(k2)
+        if e_pow < e_exp and k2 > 1.0:
+            return float(g[2] * abs(t[2]) / (k2 - 1.0)), float(r2), "power", float(k2)
+    return float(g[2] / r2), float(r2), "exp", 0.0
 
 
 def _chord_integral(p, ya: np.ndarray, yb: np.ndarray) -> np.ndarray:
@@ -270,6 +330,13 @@ def _integrate(p, band: Band) -> None:
         band.below = np.array([band.tail])
         return
     seg = _chord_integral(p, band.y[1:], band.y[:-1])
+    # safeguard: where rounding ruins the chord value (|1 + M| ~ 1e-10 at lambda -> 0), use the trapezoid rule
+    g = np.where(np.isfinite(band.m), np.maximum(-band.m.imag, 0.0) / np.pi, 0.0)
+    dt = band.t[:-1] - band.t[1:]
+    trap = 0.5 * (g[:-1] + g[1:]) * dt
+    bound = 4.0 * np.maximum(g[:-1], g[1:]) * dt + 1e-300
+    bad = ~np.isfinite(seg) | (seg < -1e-13) | ((seg > bound) & np.isfinite(band.m[:-1]))
+    seg = np.where(bad, trap, seg)
     band.seg = seg
     below = np.empty(band.t.size)
     below[-1] = band.tail
@@ -279,7 +346,7 @@ def _integrate(p, band: Band) -> None:
 
 def trace_bands(p, t_floor: float) -> list[Band]:
     bands = []
-    for yc, tc in _critical_points(p):
+    for yc, tc in sorted(_critical_points(p), key=lambda c: -c[1]):
         if any(b.t_bottom <= tc <= b.t_top for b in bands):
             continue
         b = _trace(p, yc, tc, min(t_floor, tc))
@@ -353,11 +420,8 @@ def band_cdf(p, band: Band, t: np.ndarray) -> np.ndarray:
     above = t >= band.t_top
     out[above] = band.mass
     below_end = t <= band.t[-1]
-    if band.lower_edge:
-        out[below_end & ~above] = 0.0
-    else:
-        sel = below_end & ~above
-        out[sel] = band.tail * np.exp(band.tail_rate * (t[sel] - band.t[-1])) if band.tail_rate > 0 else 0.0
+    sel = below_end & ~above
+    out[sel] = band.tail_mass(t[sel])
     inside = ~above & ~below_end
     if np.any(inside):
         ti = t[inside]
