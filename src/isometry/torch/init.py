@@ -283,7 +283,7 @@ class InitReport:
             fig, ax = _plt().subplots(figsize=(5, 3.5))
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             s_max = math.sqrt(float(spec.max_eigenvalue))
-            s = np.linspace(s_max * 1e-4, s_max * 1.03, 800)
+            s = np.linspace(s_max * 1e-4, s_max * 1.03, 400)
             ax.plot(s, spec.singular_value_density(s), color="C0")  # p(s) = 2 s rho(s^2)
         for lam, mass in spec.atoms:
             if mass > 1e-6:
