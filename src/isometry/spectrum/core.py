@@ -283,7 +283,9 @@ class JacobianSpectrum:
                 d[key] = None
         lq = self.log_quantile(np.asarray(quantiles, float))
         d["log_quantiles"] = {str(q): float(v) for q, v in zip(quantiles, np.atleast_1d(lq))}
-        d["quantiles"] = {str(q): (float(np.exp(v)) if v < _LOG_MAX else None) for q, v in zip(quantiles, np.atleast_1d(lq))}
+        # None where lambda is not representable as a double (see log_quantiles)
+        d["quantiles"] = {str(q): (0.0 if v == -np.inf else float(np.exp(v)) if -744.0 < v < _LOG_MAX else None)
+                          for q, v in zip(quantiles, np.atleast_1d(lq))}
         return d
 
     def plot(self, ax=None, n: int = 400, **kw):

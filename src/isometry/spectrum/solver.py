@@ -213,7 +213,7 @@ def _critical_points(p) -> list[tuple[complex, float]]:
     return out
 
 
-def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, max_steps: int = 4000) -> Band:
+def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, max_steps: int = 1500) -> Band:
     L_scale = getattr(p, "L", 1)
     m0 = complex(p.eval(np.array([yc]))[2][0])
     T, Y, Mv = [tc], [yc], [m0 if np.isfinite(m0) else complex(np.inf, 0.0)]
