@@ -145,12 +145,15 @@ class D2Law:
         dm = np.empty(flat.shape, complex)
         opm = np.empty(flat.shape, complex)
         z0 = self.zero_mass
+        cols = np.stack([px, p], axis=1)
         for s in range(0, flat.size, chunk):
-            r = 1.0 / (flat[s : s + chunk, None] - x[None, :])
-            t = px * r
-            m[s : s + chunk] = t.sum(axis=1)
-            dm[s : s + chunk] = -(t * r).sum(axis=1)
-            opm[s : s + chunk] = z0 + flat[s : s + chunk] * (p * r).sum(axis=1)
+            r = flat[s : s + chunk, None] - x[None, :]
+            np.reciprocal(r, out=r)
+            mp = r @ cols  # BLAS: sum_i p_i x_i r_i and sum_i p_i r_i
+            m[s : s + chunk] = mp[:, 0]
+            np.multiply(r, r, out=r)
+            dm[s : s + chunk] = -(r @ px)
+            opm[s : s + chunk] = z0 + flat[s : s + chunk] * mp[:, 1]
         return m.reshape(w.shape), dm.reshape(w.shape), opm.reshape(w.shape)
 
     def __post_init__(self):

@@ -130,6 +130,7 @@ class Band:
     t: np.ndarray
     y: np.ndarray
     m: np.ndarray
+    dl: np.ndarray = field(default=None)  # d log z / dy at the points (0 at edges)
     seg: np.ndarray = field(default=None)  # mass between consecutive points
     below: np.ndarray = field(default=None)  # mass below each point
     tail: float = 0.0
@@ -217,6 +218,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
     L_scale = getattr(p, "L", 1)
     m0 = complex(p.eval(np.array([yc]))[2][0])
     T, Y, Mv = [tc], [yc], [m0 if np.isfinite(m0) else complex(np.inf, 0.0)]
+    DL = [0j]
     y, dl = yc, 0j
     h = 1e-3 * p.yscale(yc)
     hmax = 0.5
@@ -267,7 +269,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
             continue
         first = False
         y, dl = yn, dln
-        T.append(tt), Y.append(yn), Mv.append(complex(mn))
+        T.append(tt), Y.append(yn), Mv.append(complex(mn)), DL.append(complex(dln))
         h = min(h * (1.6 if it <= 2 else 1.0 if it <= 3 else 0.6), hmax * p.yscale(y))
         g1 = -Mv[-1].imag / np.pi
         g0 = -Mv[-2].imag / np.pi
@@ -286,11 +288,11 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
         ye = complex(Y[-1].real, 0.0) if isinstance(p, FiniteDepth) else complex(Y[-1].real, 0.0)
         le, _, me = (a[0] for a in p.eval(np.array([ye])))
         if np.isfinite(le) and le.real < T[-1]:
-            T.append(le.real), Y.append(ye), Mv.append(complex(me.real, 0.0))
+            T.append(le.real), Y.append(ye), Mv.append(complex(me.real, 0.0)), DL.append(0j)
     kind, k = "exp", 0.0
     if not lower_edge and len(T) > 3:
         tail, rate, kind, k = _tail_model(np.array(T[-3:]), -np.array(Mv[-3:]).imag / np.pi)
-    band = Band(np.array(T), np.array(Y), np.array(Mv), tail=float(tail), tail_rate=float(rate),
+    band = Band(np.array(T), np.array(Y), np.array(Mv), dl=np.array(DL), tail=float(tail), tail_rate=float(rate),
                 lower_edge=lower_edge, complete=complete, tail_kind=kind, tail_k=float(k))
     _integrate(p, band)
     return band
@@ -367,26 +369,45 @@ def solve_at(p, band: Band, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     frac = np.clip((t0 - t) / np.where(t0 > t1, t0 - t1, 1.0), 0.0, 1.0)
     first = k == 0
     lastseg = (k == n - 2) & band.lower_edge
-    fr = np.where(first, np.sqrt(frac), frac)
-    fr = np.where(lastseg & ~first, 1.0 - np.sqrt(1.0 - frac), fr)
-    y = Y[k] + (Y[k + 1] - Y[k]) * fr
+    # cubic Hermite in t with dy/dt = 1/(log z)'(y) at both ends; square-root forms next to edges
+    D = band.dl
+    with np.errstate(all="ignore"):
+        m0 = np.where(D[k] != 0, 1.0 / D[k], 0.0)
+        m1 = np.where(D[k + 1] != 0, 1.0 / D[k + 1], 0.0)
+    s_ = frac
+    dt = t1 - t0
+    h00, h10, h01, h11 = 2 * s_**3 - 3 * s_**2 + 1, s_**3 - 2 * s_**2 + s_, -2 * s_**3 + 3 * s_**2, s_**3 - s_**2
+    y = h00 * Y[k] + h10 * dt * m0 + h01 * Y[k + 1] + h11 * dt * m1
+    edge = first | lastseg
+    fr = np.where(first, np.sqrt(frac), 1.0 - np.sqrt(np.maximum(1.0 - frac, 0.0)))
+    y = np.where(edge, Y[k] + (Y[k + 1] - Y[k]) * fr, y)
     beyond = t < T[-1]
     if np.any(beyond) and n >= 2:  # below the traced end: v is asymptotically linear in t
         slope = (Y[-1] - Y[-2]) / (T[-1] - T[-2])
         y = np.where(beyond, Y[-1] + slope * (t - T[-1]), y)
     L_scale = getattr(p, "L", 1)
     tol = 1e-12 * (1.0 + np.abs(t)) + 1e-14 * L_scale * (1.0 + np.abs(y))
-    for _ in range(10):
-        lz, dl, m = p.eval(y)
-        r = lz - t
-        done = np.abs(r) <= tol
-        if np.all(done):
-            break
+    active = np.arange(t.size)
+    m = np.full(t.shape, np.nan + 0j)
+    res = np.full(t.shape, np.inf)
+    for _ in range(12):
+        lz, dl, _m = p.eval(y[active])
+        r = lz - t[active]
+        done = np.abs(r) <= tol[active]
+        m[active] = _m
+        res[active] = np.abs(r)
         with np.errstate(all="ignore"):
-            step = np.where(done, 0.0, r / dl)
-        y = y - np.where(np.isfinite(step), step, 0.0)
-    lz, dl, m = p.eval(y)
-    ok = (np.abs(lz - t) <= 10 * tol) & p.physical(y, m)
+            step = r / dl
+        step = np.where(np.isfinite(step) & ~done, step, 0.0)
+        y[active] = y[active] - step
+        active = active[~done]
+        if not active.size:
+            break
+    if active.size:
+        lz, dl, _m = p.eval(y[active])
+        m[active] = _m
+        res[active] = np.abs(lz - t[active])
+    ok = (res <= 10 * tol) & p.physical(y, m)
     bad = np.flatnonzero(~ok)
     if bad.size:  # continuation in small steps from the traced point above
         yb = Y[k[bad]].copy()
