@@ -75,6 +75,31 @@ def test_local_engine_skips_dedups_retries_crashes_and_reports_failures(tmp_path
     assert (again.skipped, again.completed, list(again.failed)) == (6, (), [run_key(grid[7])])
 
 
+def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
+    from isometry.sweeps import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ModuleNotFoundError, match=r"isometry\[ray\]"):
+        import_ray()
+    with pytest.raises(ModuleNotFoundError, match=r"isometry\[ray\]"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, engine="ray", progress=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--experiment", "E2", "--address", "auto"], "--address needs --engine ray"),
+    (["--experiment", "E2", "--num-gpus", "1"], "--num-gpus 1 needs --engine ray"),
+    (["--experiment", "E2", "--max-parallel", "0"], "--max-parallel must be an integer >= 1"),
+    (["--experiment", "E2", "--engine", "dask"], "invalid choice"),
+    (["--experiment", "E2", "--paper-scale"], "cifar10 needs --data-dir"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    from isometry.cli import main
+
+    assert main(["sweep", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
 # ------------------------------------------------------------- real training runs (tiny networks)
 
 
@@ -110,7 +135,7 @@ def test_ray_and_local_engines_give_identical_records(tmp_path):
 
     grid = _tiny_grid(4)
     ids = sorted(c.run_id for c in grid)
-    res_local = sweep_configs(grid, tmp_path / "local", engine="local", max_parallel=2, progress=False)
+    res_local = sweep_configs(grid, tmp_path / "local", engine="local", max_parallel=1, progress=False)
     assert res_local.ok and len(res_local.completed) == 4
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)

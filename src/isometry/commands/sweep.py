@@ -1,8 +1,9 @@
 """`isometry sweep --experiment E --out DIR [--engine local|ray] ...`: run a grid, resumably.
 
 Runs every configuration of a training experiment's grid (or of ``--grid FILE.json``) as an
-independent task on a local process pool (default) or on Ray, writing ``DIR/runs/<run_id>.json``
-per run and ``DIR/summary.json``/``summary.csv``. Re-running the same command resumes: finished
+independent task on a local process pool (default) or on Ray, into the same directory layout as
+``isometry train``: ``DIR/grid.json``, ``DIR/runs/<run_id>.json`` per run, ``DIR/summary.json``/
+``summary.csv`` and, once every run of a named experiment finished, ``analysis.json`` and figures. Re-running the same command resumes: finished
 runs are skipped, never repeated. Prints a JSON line-up of what it did; exit status 1 when a run
 failed (the next invocation retries it).
 """
@@ -27,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default=None, help="directory of the CIFAR-10 batches")
     p.add_argument("--seeds", type=positive_int("--seeds"), default=None, help="number of seeds per point")
     p.add_argument("--steps", type=positive_int("--steps"), default=None, help="training steps per run")
+    p.add_argument("--target", type=positive_float("--target"), default=None,
+                   help="target test accuracy (default per dataset)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (runs/, summary.json, summary.csv)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: process pool (default, no Ray); ray: Ray core tasks")
@@ -39,6 +42,7 @@ def register(sub) -> None:
                    help="GPUs per run on Ray (default 0; fractions share a GPU)")
     p.add_argument("--device", default=None, help="override each run's device: cpu, cuda, cuda:I (default: auto)")
     p.add_argument("--retries", type=int, default=2, help="restarts of a run whose worker died (default 2)")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -50,19 +54,24 @@ def run(args) -> int:
         raise ValueError("--address needs --engine ray")
     if args.engine == "local" and args.num_gpus > 0:
         raise ValueError(f"--num-gpus {args.num_gpus:g} needs --engine ray (the local pool does not assign GPUs; use --device)")
+    if args.target is not None and args.target > 1:
+        raise ValueError(f"--target must be in (0, 1], got {args.target}")
+    if args.experiment and (args.data == "cifar10" or (args.paper_scale and args.data is None)) and not args.data_dir:
+        raise ValueError("cifar10 needs --data-dir DIR holding data_batch_1..5 and test_batch (on every node)")
     if args.retries < 0:
         raise ValueError(f"--retries must be an integer >= 0, got {args.retries}")
     common = dict(engine=args.engine, max_parallel=args.max_parallel, address=args.address, num_cpus=args.num_cpus,
                   num_gpus=args.num_gpus, retries=args.retries, device=args.device, progress=not args.no_progress)
     try:
         if args.grid is not None:
-            if args.quick or args.paper_scale or args.data or args.seeds or args.steps:
-                raise ValueError("--grid takes its configurations as they are: drop --quick/--paper-scale/--data/--seeds/--steps")
+            if args.quick or args.paper_scale or args.data or args.seeds or args.steps or args.target:
+                raise ValueError("--grid takes its configurations as they are: "
+                                 "drop --quick/--paper-scale/--data/--seeds/--steps/--target")
             res = sweep_configs(load_grid(args.grid), args.out, name=os.path.basename(args.grid), **common)
         else:
             res = sweep_experiment(args.experiment, args.out, quick=args.quick, paper_scale=args.paper_scale,
                                    data=args.data, data_dir=args.data_dir, seeds=args.seeds, steps=args.steps,
-                                   **common)
+                                   target_accuracy=args.target, plots=not args.no_plots, **common)
     except ModuleNotFoundError as exc:  # an optional dependency: one line, exit 2
         raise ValueError(str(exc)) from exc
     out = os.path.abspath(args.out)

@@ -2,10 +2,12 @@
 
 Each :class:`~isometry.experiments.RunConfig` is one task; the task function is
 :func:`isometry.experiments.run_one`, which writes ``DIR/runs/<run_id>.json`` atomically (``run_id``
-is a hash of the configuration) and resumes a long run from ``DIR/checkpoints/<run_id>.pt``. After
-the runs, :func:`isometry.experiments.summarise` writes ``DIR/summary.json`` and ``summary.csv``
-for the runs of this grid, exactly as ``isometry train`` does. ``DIR/sweep.json`` lists the grid
-(its configurations and ids), written before the first run.
+is a hash of the configuration) and resumes a long run from ``DIR/checkpoints/<run_id>.pt``. The
+directory is laid out exactly as ``isometry train`` lays it out, so either command can continue
+the other's run: ``DIR/grid.json`` (the configurations with their ids, written before the first
+run), ``DIR/runs/``, and after the runs ``DIR/summary.json``/``summary.csv``
+(:func:`isometry.experiments.summarise`, restricted to this grid); for a named experiment whose
+runs all finished, also ``DIR/analysis.json`` and the figures.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ def _experiments():
 
 
 def load_grid(path: str | os.PathLike) -> list:
-    """Run configurations from a JSON file: a list of RunConfig field dicts (or ``{"configs": [...]}``,
-    the layout of ``sweep.json``)."""
+    """Run configurations from a JSON file: a list of RunConfig field dicts (extra keys such as
+    ``run_id`` are ignored), e.g. the ``grid.json`` that ``isometry train``/``sweep`` write."""
     import json
 
     with open(path, encoding="utf-8") as fh:
@@ -72,11 +74,8 @@ def sweep_configs(
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
     from ..experiments import records
 
-    records.atomic_write_json(os.path.join(out_dir, "sweep.json"), {
-        "experiment": name,
-        "run_ids": [c.run_id for c in configs],
-        "configs": [c.to_dict() for c in configs],
-    })
+    records.atomic_write_json(os.path.join(out_dir, "grid.json"),
+                              [c.to_dict() | {"run_id": c.run_id} for c in configs])
     result = run_tasks(configs, ex.run_one, out_dir, engine=engine, max_parallel=max_parallel, address=address,
                        num_cpus=num_cpus, num_gpus=num_gpus, retries=retries, progress=progress,
                        desc=name, ray_init=ray_init)
@@ -94,16 +93,31 @@ def sweep_experiment(
     data_dir: str | None = None,
     seeds: int | None = None,
     steps: int | None = None,
+    target_accuracy: float | None = None,
+    analyse: bool = True,
+    plots: bool = True,
     **kwargs: Any,
 ) -> SweepResult:
     """Run experiment ``name`` (``"E1"``, ``"E2"``, ``"E3"``; :func:`isometry.experiments.experiment_grid`)
     as a resumable sweep. Grid sizes: default, ``quick`` or ``paper_scale``; ``data``, ``data_dir``,
-    ``seeds``, ``steps`` are passed to the grid; the rest (``engine``, ``max_parallel``, ``address``,
+    ``seeds``, ``steps``, ``target_accuracy`` are passed to the grid. When every run has finished,
+    ``analyse`` writes ``analysis.json`` (:func:`isometry.experiments.analysis.analyse`) and
+    ``plots`` the figures, as ``isometry train`` does. The rest (``engine``, ``max_parallel``, ``address``,
     ``num_cpus``, ``num_gpus``, ``device``, ...) to :func:`sweep_configs`.
 
         >>> res = sweep_experiment("E2", "out/E2", quick=True, engine="ray")  # doctest: +SKIP
     """
     ex = _experiments()
     configs = ex.experiment_grid(name, quick=quick, paper_scale=paper_scale, data=data, data_dir=data_dir,
-                                 seeds=seeds, steps=steps)
-    return sweep_configs(configs, out_dir, name=name, **kwargs)
+                                 seeds=seeds, steps=steps, target_accuracy=target_accuracy)
+    result = sweep_configs(configs, out_dir, name=name, **kwargs)
+    if result.ok and analyse:
+        from ..experiments import analysis, records, summarise
+
+        rows = summarise(out_dir, configs)
+        records.atomic_write_json(os.path.join(os.fspath(out_dir), "analysis.json"), analysis.analyse(name, rows))
+        if plots:
+            from ..experiments.plots import plot_experiment
+
+            plot_experiment(name, os.fspath(out_dir))
+    return result
