@@ -172,7 +172,7 @@ def _ks(sp, lam):
 @pytest.mark.parametrize(
     "act,q,L,w",
     [("tanh", 0.5, 3, "orthogonal"), ("relu", 1.0, 2, "gaussian"), ("hard_tanh", 0.1, 2, "orthogonal"),
-     ("erf", 1.0, 3, "gaussian"), ("silu", 1.0, 2, "orthogonal")],
+     ("erf", 1.0, 3, "gaussian"), ("silu", 1.0, 2, "orthogonal"), ("leaky_relu", 1.0, 2, "orthogonal")],
 )
 def test_monte_carlo_ks(act, q, L, w, rng):
     N = 500

@@ -167,6 +167,7 @@ class D2Law:
 
 
 _K_MOM = 24
+_W_END = 0.5
 
 
 def _panels(breaks: np.ndarray, order: int = 12):
@@ -241,7 +242,7 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
 
             roots, s_left, wid = _sign_changes(g, u, a, b)
             extra = [r + k * wid for r in roots for k in (-4, -2, -1, 0, 1, 2, 4)]
-            extra += [e + k * 0.05 for e in (a, b) if abs(e) < Z_MAX for k in (-4, -2, -1, 1, 2, 4)]
+            extra += [e + sg * 2.0**-k for e, sg in ((a, 1), (b, -1)) if abs(e) < Z_MAX for k in range(-1, 22)]
             extra += _log_breaks(act, sq, a, b)
             fmax = float(np.max(fr))
             for r in roots:  # a zero of phi': x ~ c (z - r)^2, graded panels resolve x -> 0
@@ -306,12 +307,16 @@ def _bend(u: np.ndarray, roots, s_left: float, w: float, a: float, b: float) -> 
     """A smooth sign of dx/du in closed form (so its derivative is exact).
 
     s(u) = s_left (-1)^K prod_k tanh((u - r_k)/w) over the K sign changes r_k,
-    times tanh((u - e)/0.05)^2 at finite piece ends e (the contour returns to the
+    times tanh(|u - e|/0.5) at finite piece ends e (the contour returns to the
     real axis at kinks).  Returns s and ds/du at the nodes u.
     """
     s0 = s_left * (-1.0) ** len(roots)
     factors = [((u - r) / w, 1.0 / w, 1) for r in roots]
-    factors += [((u - e) / 0.05, 1.0 / 0.05, 2) for e in (a, b) if abs(e) < Z_MAX]
+    # vanish linearly at finite piece ends (kinks): there the nodes x(z) leave the end point along a ray
+    if abs(a) < Z_MAX:
+        factors.append(((u - a) / _W_END, 1.0 / _W_END, 1))
+    if abs(b) < Z_MAX:
+        factors.append(((b - u) / _W_END, -1.0 / _W_END, 1))
     th = [np.tanh(x) for x, _, _ in factors]
     vals = [t**p for t, (_, _, p) in zip(th, factors)]
     ders = [p * t ** (p - 1) * (1 - t * t) * c for t, (_, c, p) in zip(th, factors)]
