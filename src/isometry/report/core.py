@@ -38,19 +38,20 @@ class Check:
     passed: bool
     part: str = ""
     rule: str = "abs(measured - theory) <= tolerance"
+    kind: str = "theory"  # "theory": a claim of the analytic theory; "experiment": a training outcome
 
     def as_dict(self) -> dict:
         return _jsonable(asdict(self))
 
 
 def check(claim: str, theory: float, measured: float, tolerance: float, *, rel: bool = False, rule: str | None = None,
-          passed: bool | None = None) -> Check:
+          passed: bool | None = None, kind: str = "theory") -> Check:
     """Build a :class:`Check`; by default passes when |measured - theory| <= tolerance (x |theory| if ``rel``)."""
     theory_f, measured_f = float(theory), float(measured)
     tol = float(tolerance) * (abs(theory_f) if rel else 1.0)
     ok = bool(np.isfinite(measured_f) and abs(measured_f - theory_f) <= tol) if passed is None else bool(passed)
     default_rule = "abs(measured - theory) <= tolerance * |theory|" if rel else "abs(measured - theory) <= tolerance"
-    return Check(claim, theory_f, measured_f, float(tolerance), ok, rule=rule or default_rule)
+    return Check(claim, theory_f, measured_f, float(tolerance), ok, rule=rule or default_rule, kind=kind)
 
 
 @dataclass
@@ -186,8 +187,10 @@ def write_report(ctx: Context, results: list[PartResult], header: str = "") -> d
     checks = [c.as_dict() for r in results for c in r.checks]
     n_pass = sum(c["passed"] for c in checks)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    theory = [c for c in checks if c.get("kind") == "theory"]
     summary = {"scale": ctx.scale, "seed": ctx.seed, "generated": stamp, "n_checks": len(checks),
-               "n_passed": n_pass, "n_failed": len(checks) - n_pass, "checks": checks}
+               "n_passed": n_pass, "n_failed": len(checks) - n_pass,
+               "n_theory_failed": sum(not c["passed"] for c in theory), "checks": checks}
     write_json_atomic(ctx.out / "checks.json", summary)
 
     md = [f"# isometry: reproduction of Pennington, Schoenholz & Ganguli (NIPS 2017)", "",

@@ -7,6 +7,7 @@ from pathlib import Path
 from .core import Context, run_parts, write_report
 from .mean_field_parts import dphi_part, phase_part
 from .spectrum_parts import densities_part, moments_part, universal_part
+from .training_parts import training_part
 
 PARTS = [
     ("phase", phase_part),
@@ -14,6 +15,7 @@ PARTS = [
     ("moments", moments_part),
     ("dphi", dphi_part),
     ("universal", universal_part),
+    ("training", training_part),
 ]
 
 SCALES = ("quick", "cpu", "paper")
