@@ -62,6 +62,18 @@ def test_model_critical_init_and_measured_jacobian():
         q1 = float(model[0](x).pow(2).mean())
     assert q1 == pytest.approx(0.0259, rel=0.06)
     m = measure_jacobian(model, 6, x[:2])
+    # independent route: full Jacobian of the hidden stack by autograd, in float64
+    import copy
+
+    m64 = copy.deepcopy(model).double()
+    stack = m64[2:14]
+    lam = []
+    for v in x[:2].double():
+        h0 = m64[1](m64[0](v))
+        s = torch.linalg.svdvals(torch.autograd.functional.jacobian(stack, h0))
+        lam.append((s**2).numpy())
+    assert m["measured_sigma2"] == pytest.approx(np.concatenate(lam).var(), rel=1e-8)
+    assert m["measured_s_max"] == pytest.approx(np.mean([np.sqrt(v.max()) for v in lam]), rel=1e-8)
     assert m["jacobian_inputs"] == 2
     assert m["measured_mean_eigenvalue"] == pytest.approx(1.0, abs=0.15)  # chi = 1
     assert m["measured_sigma2"] < 0.3 and 0.9 < m["measured_s_max"] < 1.6
