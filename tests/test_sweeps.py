@@ -75,6 +75,17 @@ def test_local_engine_skips_dedups_retries_crashes_and_reports_failures(tmp_path
     assert (again.skipped, again.completed, list(again.failed)) == (6, (), [run_key(grid[7])])
 
 
+def test_second_driver_on_the_same_directory_is_refused(tmp_path):
+    from isometry.sweeps.engine import driver_lock
+
+    with driver_lock(str(tmp_path)):
+        with pytest.raises(ValueError, match=f"in use by another sweep driver \\(pid {os.getpid()}\\)"):
+            run_tasks([{"x": 1}], fake_task, tmp_path, progress=False)
+    assert not os.listdir(tmp_path / "runs")
+    with driver_lock(str(tmp_path)):  # released on exit (and by the kernel when a driver dies)
+        pass
+
+
 def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
     from isometry.sweeps import import_ray
 

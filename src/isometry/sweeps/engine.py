@@ -245,6 +245,48 @@ def run_tasks(
         raise ValueError(f"address is for engine='ray' only, got address={address!r} with engine='local'")
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
+    with driver_lock(out_dir):
+        return _run_tasks_locked(configs, fn, out_dir, engine, max_parallel, address, num_cpus, num_gpus, retries,
+                                 key, progress, desc, ray_init)
+
+
+class driver_lock:
+    """Exclusive advisory lock on ``out_dir/.sweep.lock`` for one driver at a time (POSIX ``flock``;
+    the kernel drops it when the driver dies, even by ``kill -9``). A second driver on the same
+    directory gets a ``ValueError`` instead of running the same configs again."""
+
+    def __init__(self, out_dir: str):
+        self.path = os.path.join(out_dir, ".sweep.lock")
+        self.fd: int | None = None
+
+    def __enter__(self) -> "driver_lock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover  (no flock on Windows: run without the lock)
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise ValueError(f"out_dir {os.path.dirname(self.path)!r} is in use by another sweep driver "
+                             f"(pid {holder}); wait for it or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
+def _run_tasks_locked(configs, fn, out_dir, engine, max_parallel, address, num_cpus, num_gpus, retries, key,
+                      progress, desc, ray_init) -> SweepResult:
     t0 = time.perf_counter()
     todo, total, n_done = pending_tasks(configs, out_dir, key)
     threads = max(1, int(num_cpus))
