@@ -215,6 +215,9 @@ def test_analysis_best_lr_and_comparison():
     c = res["reference_vs"]["relu sw2=2 orthogonal"]
     assert c["median_ratio"] == pytest.approx(51.5 / 11.5) and c["reference_faster_every_seed"]
     assert c["p_value"] == pytest.approx(1 / 70)  # exact one-sided Mann-Whitney, 4 vs 4, complete separation
+    comb = analysis.combined_over_optimizers({"sgd": {"reference_vs": {"x": c}}, "adam": {"reference_vs": {"x": c}}})
+    assert comb["x"]["reference_faster_every_seed"] == 2
+    assert comb["x"]["fisher_p_value"] == pytest.approx(0.0019381613, rel=1e-6)  # chi2_4 tail at -2 ln(70^-2)
     # never reaching the target counts as slowest
     rows2 = [_row("a", "orthogonal", "adam", 1e-3, s, None) for s in range(3)]
     assert analysis.e1_comparison(rows2)["adam"]["networks"]["a orthogonal"]["median_tau"] is None

@@ -81,6 +81,9 @@ def _report(res: dict) -> str:
                 p = c["p_value"]
                 lines.append(f"    ref vs {name:21s} ratio {c['median_ratio']}  every seed faster: "
                              f"{c['reference_faster_every_seed']}  p={p if p is None else round(p, 4)}")
+        for name, c in res.get("combined", {}).items():
+            lines.append(f"  all optimisers, ref vs {name:24s} faster every seed in {c['reference_faster_every_seed']}/"
+                         f"{c['optimizers']}, Fisher p={_f(c['fisher_p_value'])}")
     elif res["experiment"] == "E2":
         for r in res.get("table", []):
             lines.append(f"  q*={r['q_star']:<7g} {r['weights']:10s} lr={r['learning_rate']:<6g} median steps "

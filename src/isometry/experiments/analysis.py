@@ -108,6 +108,25 @@ def e1_comparison(rows: list[Mapping], reference: tuple[str, str] = REFERENCE) -
     return out
 
 
+def combined_over_optimizers(comparison: dict) -> dict:
+    """Fisher's combination of the per-optimiser p-values of each reference-vs-network comparison
+    (the optimisers' runs are independent), with how many optimisers had the reference faster in
+    every seed pair."""
+    from scipy.stats import combine_pvalues
+
+    names = sorted({n for d in comparison.values() for n in d["reference_vs"]})
+    out = {}
+    for n in names:
+        cs = [d["reference_vs"][n] for d in comparison.values() if n in d["reference_vs"]]
+        ps = [c["p_value"] for c in cs if c["p_value"] is not None]
+        out[n] = {
+            "optimizers": len(cs),
+            "reference_faster_every_seed": int(sum(c["reference_faster_every_seed"] for c in cs)),
+            "fisher_p_value": float(combine_pvalues(ps, method="fisher").pvalue) if len(ps) >= 2 else None,
+        }
+    return out
+
+
 def e2_table(rows: list[Mapping]) -> list[dict]:
     """Per (q*, weights) at the best learning rate: median tau, and the mean predicted/measured
     sigma^2_{JJ^T} and s_max; plus the Spearman rank correlation of tau with measured sigma^2."""
@@ -167,6 +186,7 @@ def analyse(experiment: str, rows: list[Mapping]) -> dict:
                  "target_accuracy": rows[0].get("target_accuracy"), "data": rows[0].get("data")}
     if experiment == "E1":
         res["by_optimizer"] = e1_comparison(rows)
+        res["combined"] = combined_over_optimizers(res["by_optimizer"])
     elif experiment == "E2":
         t = e2_table(rows)
         res["table"] = t
