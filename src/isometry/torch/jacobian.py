@@ -181,6 +181,9 @@ def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "lar
 
         def solve(b):
             y, info = cg(gram, np.asarray(b, dtype=np.float64).reshape(-1), rtol=1e-13, atol=0.0, maxiter=cg_maxiter)
+            if info > 0 and not np.all(np.isfinite(y)):
+                raise np.linalg.LinAlgError("conjugate gradients failed on the Gram operator: J is (numerically) "
+                                            "rank deficient, so its smallest singular values are ~0")
             return y
 
         cg_maxiter = 20 * dim
