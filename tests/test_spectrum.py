@@ -261,3 +261,18 @@ def test_bad_probabilities():
         sp.quantile(1.5)
     with pytest.raises(ValueError, match="kind"):
         universal_spectrum("cauchy", 0.5)
+
+
+def test_depth_one_orthogonal_is_the_law_of_d2():
+    """L = 1, orthogonal: J J^T = sigma_w2 diag(phi'(h)^2), so the cdf is P(sigma_w2 phi'(h)^2 <= lambda)."""
+    a = isometry.get_activation("tanh")
+    q = 0.5
+    cp = isometry.critical_point(a, q)
+    sp = jacobian_spectrum(a, 1, q_star=q)
+    z = np.random.default_rng(3).standard_normal(400_000)
+    x = cp.sigma_w2 * a.dphi(np.sqrt(q) * z) ** 2
+    lam = np.array([0.2, 0.6, 1.0, 1.4, 1.65])
+    np.testing.assert_allclose(sp.cdf(lam), [np.mean(x <= v) for v in lam], atol=3e-3)
+    assert sp.max_eigenvalue == pytest.approx(cp.sigma_w2, rel=1e-9)  # phi'(0)^2 = 1
+    with pytest.raises(ValueError, match="depth=1"):
+        jacobian_spectrum("silu", 1, q_star=1.0)

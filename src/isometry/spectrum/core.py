@@ -379,6 +379,12 @@ def jacobian_spectrum(
             raise ValueError(f"sigma_b2 must be finite and >= 0, got {sigma_b2!r}")
         q = float(_q_star(a, sw, sb))
     law = d2_law(a, q)
+    inner_atom = bool(np.any((law.atoms_x > 0) & (law.atoms_x < law.x_max_cont * (1 - 1e-12))))
+    if L == 1 and wl.name == "orthogonal" and law.has_continuous and (law.n_extrema > 1 or inner_atom):
+        raise ValueError(
+            f"depth=1 with orthogonal weights (J J^T = sigma_w2 D^2) is not supported for {a.name}, whose phi'^2 "
+            "has several extrema or an atom inside its range; use depth >= 2 or gaussian weights"
+        )
     mu1 = law.mu1
     mu2 = float(mu(a, q, 2)) if q > 0 else mu1 * mu1
     log_chi = math.log(sw) + math.log(mu1)

@@ -117,6 +117,7 @@ class D2Law:
     x_max_cont: float
     exact_moments: np.ndarray  # E[x^k], k = 0..K
     deformed: bool
+    n_extrema: int = 0  # interior extrema of x(h) on the real line (1 for tanh, 3 for silu)
 
     @property
     def zero_mass(self) -> float:
@@ -222,6 +223,7 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
 
     atoms_x, atoms_p, nx, npw = [], [], [], []
     xmax_c = 0.0
+    n_ext = 0
     for a, b in zip(edges[:-1], edges[1:]):
         pb = br[(br >= a) & (br <= b)]
         pb = np.unique(np.concatenate([[a, b], pb]))
@@ -241,6 +243,7 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
                 return f(uu + 1e-30j).imag / 1e-30
 
             roots, s_left, wid = _sign_changes(g, u, a, b)
+            n_ext += len(roots)
             extra = [r + k * wid for r in roots for k in (-4, -2, -1, 0, 1, 2, 4)]
             extra += [e + sg * 2.0**-k for e, sg in ((a, 1), (b, -1)) if abs(e) < Z_MAX for k in range(-1, 22)]
             extra += _log_breaks(act, sq, a, b)
@@ -266,7 +269,7 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
     nodes_x = np.concatenate(nx) if nx else np.empty(0, complex)
     nodes_p = np.concatenate(npw) if npw else np.empty(0, complex)
     xmax = max(xmax_c, float(atoms_x.max()) if atoms_x.size else 0.0)
-    return D2Law(mu1, atoms_x, atoms_p, nodes_x, nodes_p, xmax, xmax_c, mom, kappa > 0)
+    return D2Law(mu1, atoms_x, atoms_p, nodes_x, nodes_p, xmax, xmax_c, mom, kappa > 0, n_ext)
 
 
 def _refined_max(act, sq, mu1, u, fr) -> float:

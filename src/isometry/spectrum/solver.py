@@ -55,6 +55,9 @@ class FiniteDepth:
         self.law, self.wl, self.L = law, wl, int(depth)
         self.c = 1.0 - 1.0 / self.L
         self.direction = 1j  # leave the real axis into Im w > 0 (Im M < 0)
+        # L = 1 with orthogonal weights: J J^T has the law of D^2 itself; the band is the real
+        # w-axis below the top of the continuous support (boundary values of M_{D^2})
+        self.on_axis = self.L == 1 and wl.name == "orthogonal" and law.has_continuous
 
     def eval(self, y):
         y = np.asarray(y, dtype=complex)
@@ -180,6 +183,9 @@ def _critical_points(p) -> list[tuple[complex, float]]:
     from scipy.optimize import brentq
 
     out = []
+    if getattr(p, "on_axis", False):
+        x0 = p.law.x_max_cont
+        return [(complex(np.log(x0)), float(np.log(x0)))]
     if isinstance(p, FiniteDepth) and p.wl.name == "orthogonal":
         for v, pv in zip(p.law.atoms_x, p.law.atoms_p):
             if v > 0 and abs(p.L * (1.0 - pv) - 1.0) < 1e-9:
@@ -236,7 +242,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
         if not first and not (np.isfinite(dl) and dl != 0):
             complete = False
             break
-        tau = p.direction if first else -np.conj(dl) / abs(dl)
+        tau = (-1.0 if getattr(p, "on_axis", False) else p.direction) if first else -np.conj(dl) / abs(dl)
         yp = y + h * tau
         lp, dlp, mp = (a[0] for a in p.eval(np.array([yp])))
         tt = lp.real
@@ -273,7 +279,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
         h = min(h * (1.6 if it <= 2 else 1.0 if it <= 3 else 0.6), hmax * p.yscale(y))
         g1 = -Mv[-1].imag / np.pi
         g0 = -Mv[-2].imag / np.pi
-        near_axis = abs(yn.imag) < 1e-6 * p.yscale(yn)  # approaching a lower edge, not lambda -> 0
+        near_axis = abs(yn.imag) < 1e-6 * p.yscale(yn) and not getattr(p, "on_axis", False)  # a lower edge ahead
         if tt < t_floor and len(T) > 3 and g1 > 0 and g0 > g1 and not near_axis:
             rate = np.log(g0 / g1) / (T[-2] - T[-1])
             if rate > 0 and (g1 / rate < tol_mass or g1 < 1e-11):
@@ -326,12 +332,28 @@ def _chord_integral(p, ya: np.ndarray, yb: np.ndarray) -> np.ndarray:
     return -val.imag / np.pi
 
 
+def _chord_integral_sq(p, y_edge: complex, y_other: complex, sign: float) -> float:
+    """Chord integral between an edge point and its neighbour with y = y_edge + d s^2
+    (smooth integrand at an inverse square-root edge); ``sign`` -1 when the edge is the upper end."""
+    d = y_other - y_edge
+    sn = 0.5 * (_GL_X + 1.0)
+    y = y_edge + d * sn**2
+    _, dl, m = p.eval(y)
+    val = np.sum(m * dl * 2.0 * sn * d * 0.5 * _GL_W)
+    return float(-val.imag / np.pi) * sign
+
+
 def _integrate(p, band: Band) -> None:
     if band.t.size < 2:
         band.seg = np.zeros(0)
         band.below = np.array([band.tail])
         return
     seg = _chord_integral(p, band.y[1:], band.y[:-1])
+    # next to an edge M may have an inverse square-root singularity (L = 1, or an atom pole):
+    # y = y_edge + (y_1 - y_edge) s^2 makes the integrand smooth
+    seg[0] = _chord_integral_sq(p, band.y[0], band.y[1], -1.0)
+    if band.lower_edge and band.t.size > 2:
+        seg[-1] = _chord_integral_sq(p, band.y[-1], band.y[-2], 1.0)
     # safeguard: where rounding ruins the chord value (|1 + M| ~ 1e-10 at lambda -> 0), use the trapezoid rule
     g = np.where(np.isfinite(band.m), np.maximum(-band.m.imag, 0.0) / np.pi, 0.0)
     dt = band.t[:-1] - band.t[1:]
