@@ -79,7 +79,7 @@ def _report(res: dict) -> str:
                              f"reached {t['reached']}/{t['seeds']}")
             for name, c in d["reference_vs"].items():
                 p = c["p_value"]
-                lines.append(f"    ref vs {name:21s} ratio {c['median_ratio']}  every seed faster: "
+                lines.append(f"    ref vs {name:21s} ratio {_f(c['median_ratio'])}  every seed faster: "
                              f"{c['reference_faster_every_seed']}  p={p if p is None else round(p, 4)}")
         for name, c in res.get("combined", {}).items():
             lines.append(f"  all optimisers, ref vs {name:24s} faster every seed in {c['reference_faster_every_seed']}/"

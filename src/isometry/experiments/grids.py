@@ -113,7 +113,7 @@ def experiment_grid(name: str, *, quick: bool = False, paper_scale: bool = False
     elif name == "E2":
         q_grid = (1e-3, 1e-2, 0.1, 1.0, 10.0) if paper_scale else (0.01, 1.0) if quick else \
             (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-        lrs = (1e-4, 1e-3, 1e-2) if paper_scale else (0.03,) if quick else (0.01, 0.03)
+        lrs = (1e-4, 1e-3, 1e-2) if paper_scale else (0.03,) if quick else (0.01, 0.03, 0.1)
         for q, weights, lr, seed in itertools.product(q_grid, ("orthogonal", "gaussian"), lrs, seed_list):
             out.append(base.replace(label=f"tanh q*={q:g}", activation="tanh", q_star=q, weights=weights,
                                     optimizer="sgd", learning_rate=lr, seed=seed, stop_at_target=True))

@@ -71,27 +71,35 @@ def plot_learning_curves(records: list[Mapping], path: str, title: str | None = 
 
 
 def plot_e2(rows: list[Mapping], path: str) -> str:
-    """Steps to target against q*, measured sigma^2_{JJ^T} and measured s_max (E2)."""
+    """Median steps to target against q*, predicted and measured sigma^2_{JJ^T}, measured s_max (E2)."""
+    from matplotlib.ticker import NullFormatter
+
     table = e2_table(rows)
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.2), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), sharey=True)
     finite = [r["median_tau"] for r in table if r["median_tau"] is not None]
     ceiling = 2 * max(finite) if finite else 1.0
-    for ax, key, xl in zip(axes, ("q_star", "measured_sigma2", "measured_s_max"),
-                           ("$q^*$", r"measured $\sigma^2_{JJ^T}$", r"measured $s_{max}$")):
-        for w, mk in (("orthogonal", "o-"), ("gaussian", "s--")):
+    panels = (("q_star", "$q^*$"), ("predicted_sigma2", r"predicted $\sigma^2_{JJ^T}$"),
+              ("measured_sigma2", r"measured $\sigma^2_{JJ^T}$"), ("measured_s_max", r"measured $s_{max}$"))
+    for j, (ax, (key, xl)) in enumerate(zip(axes, panels)):
+        for w, mk, ls in (("orthogonal", "o", "-"), ("gaussian", "s", "--")):
             pts = [(r[key], r["median_tau"]) for r in table if r["weights"] == w and r.get(key) is not None]
             pts.sort()
             if not pts:
                 continue
             xs = np.array([p[0] for p in pts], dtype=float)
             ys = np.array([p[1] if p[1] is not None else ceiling for p in pts], dtype=float)
-            ax.plot(xs, ys, mk, label=w, ms=4)
+            ax.plot(xs, ys, marker=mk, ls=ls if j == 0 else "none", label=w, ms=4)
             never = np.array([p[1] is None for p in pts])
             if never.any():
                 ax.plot(xs[never], ys[never], "x", color="k", ms=7)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        if key == "measured_s_max":
+            ticks = [t for t in (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_xlabel(xl)
     axes[0].set_ylabel("median steps to target")
     axes[0].legend(fontsize=7)
