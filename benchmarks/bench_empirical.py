@@ -102,6 +102,27 @@ def main() -> None:
     print(f"float32 trap: erf L=30 Gaussian product, N={m.shape[0]}: float32 eigenvalues off by >1% for "
           f"{bad.mean():.1%} of the spectrum, all below {s64[bad].max() / s64.max() if bad.any() else 0:.1e} lambda_max")
 
+    # ---------------------------------------------------------------- one layer, interleaved with GEMMs
+    from isometry.empirical.networks import _Layers
+
+    act = isometry.get_activation("tanh")
+    print(f"\none layer C <- D W C on an N x (N+1) block, best of 10, interleaved with the GEMM (robust to load):")
+    with threadpool_limits(1):
+        for weights in ("gaussian", "orthogonal"):
+            layers = _Layers(act, n, 1.7, 0.04, weights, np.random.default_rng(5), np.dtype(np.float64))
+            blk = [np.asfortranarray(c.copy())]
+            tl, tg = [], []
+            for _ in range(10):
+                t = time.perf_counter()
+                blk[0] = layers.apply(blk[0])
+                tl.append(time.perf_counter() - t)
+                blk[0] /= np.abs(blk[0]).max()
+                t = time.perf_counter()
+                a @ c
+                tg.append(time.perf_counter() - t)
+            print(f"  {weights:10s} layer {min(tl) * 1e3:6.1f} ms vs GEMM {min(tg) * 1e3:6.1f} ms -> "
+                  f"{min(tg) / min(tl):5.1%} of the GEMM rate")
+
     # ---------------------------------------------------------------- the product
     # The load on shared machines drifts over minutes: each run is bracketed by GEMM timings and
     # compared with their mean.
