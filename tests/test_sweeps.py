@@ -96,6 +96,19 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
         run_tasks([{"x": 1}], fake_task, tmp_path, engine="ray", progress=False)
 
 
+def test_unreachable_ray_address_fails_fast(tmp_path):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match=f"no Ray cluster reachable at 127.0.0.1:{port}"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, engine="ray", address=f"127.0.0.1:{port}", progress=False)
+    with pytest.raises(ValueError, match="address must be"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, engine="ray", address="nonsense", progress=False)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--experiment", "E2", "--address", "auto"], "--address needs --engine ray"),
     (["--experiment", "E2", "--num-gpus", "1"], "--num-gpus 1 needs --engine ray"),

@@ -359,11 +359,30 @@ def import_ray():
     return ray
 
 
+def check_ray_address(address: str | None, timeout: float = 10.0) -> None:
+    """Fail fast (``ConnectionError``) when a ``HOST:PORT`` Ray address accepts no TCP connection;
+    ``ray.init`` itself would retry for minutes. ``None``, ``"auto"``, ``"local"`` and ``ray://``
+    addresses are left to Ray."""
+    if address is None or address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"address must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT', got {address!r}")
+    import socket
+
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"no Ray cluster reachable at {address} ({exc}); start one with "
+                              f"'ray start --head' or check the address") from None
+
+
 def _run_ray(todo, fn, out_dir, max_parallel, address, num_cpus, num_gpus, threads, retries,
              completed, failed, bar, ray_init) -> None:
     ray = import_ray()
     started = False
     if not ray.is_initialized():
+        check_ray_address(address)
         kwargs = {"log_to_driver": False}
         kwargs.update(ray_init or {})
         ray.init(address=address, **kwargs)
