@@ -276,3 +276,15 @@ def test_depth_one_orthogonal_is_the_law_of_d2():
     assert sp.max_eigenvalue == pytest.approx(cp.sigma_w2, rel=1e-9)  # phi'(0)^2 = 1
     with pytest.raises(ValueError, match="depth=1"):
         jacobian_spectrum("silu", 1, q_star=1.0)
+
+
+def test_off_critical_no_nan_and_underflow_raises():
+    """Far in the ordered phase chi^L underflows: log forms work, plain values raise, no NaN anywhere."""
+    sp = jacobian_spectrum("sigmoid", 100, sigma_w2=1.0, sigma_b2=0.1)
+    assert sp.chi < 0.1
+    with pytest.raises(ValueError, match="underflows"):
+        _ = sp.max_eigenvalue
+    top = sp.log_max_eigenvalue
+    g = sp.log_lambda_density(np.linspace(top - 50.0, top, 200))
+    assert np.all(np.isfinite(g)) and g.max() > 0
+    assert sp.log_cdf(top + 1e-9) == pytest.approx(1.0, abs=1e-8)

@@ -146,7 +146,9 @@ class JacobianSpectrum:
             sel = (t < b.t_top) & (t >= b.t[-1])
             if np.any(sel):
                 y, m, ok = solve_at(self._param, b, t[sel])
-                out[sel] += np.where(ok, np.maximum(-m.imag, 0.0) / np.pi, np.nan)
+                out[sel] += np.maximum(-m.imag, 0.0) / np.pi
+                if not np.all(ok):
+                    self._cache["interpolated_points"] = self._cache.get("interpolated_points", 0) + int((~ok).sum())
             tail = t < b.t[-1]
             if np.any(tail):  # beyond the traced end (little mass there): the fitted tail in t
                 out[tail] += b.tail_density(t[tail])
@@ -168,9 +170,6 @@ class JacobianSpectrum:
         """p(s) = 2 s rho(s^2), the density of the singular values s of J."""
         s = np.asarray(s, dtype=float)
         return 2.0 * s * self.density(s * s)
-
-    def log_cdf_t(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - alias
-        return self._cdf_t(np.asarray(t, float))
 
     def _cdf_t(self, t: np.ndarray) -> np.ndarray:
         """P(log lambda~ <= t) for normalised t (atoms included)."""
@@ -260,6 +259,11 @@ class JacobianSpectrum:
 
     # ----------------------------------------------------------------- misc
     def _exp(self, x: float, name: str) -> float:
+        if x < -745.0 and self.log_scale < 0:
+            raise ValueError(
+                f"{name} = exp({x:.6g}) underflows a double (chi^L = exp({self.log_scale:.6g}) with depth "
+                f"{self.depth:g}); use the log_ variant or a sigma_w2 closer to criticality"
+            )
         if x > _LOG_MAX:
             raise ValueError(
                 f"{name} = exp({x:.6g}) overflows a double (chi^L = exp({self.log_scale:.6g}) with depth "

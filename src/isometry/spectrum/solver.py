@@ -44,7 +44,6 @@ from .s_transforms import WeightLaw
 __all__ = ["FiniteDepth", "Universal", "Band", "trace_bands"]
 
 _GL_X, _GL_W = leggauss(10)
-_DEBUG = False
 
 
 # ------------------------------------------------------------------ parametrisations
@@ -265,7 +264,6 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
                 mn != 0 and m_prev != 0 and abs(1 / mn - 1 / m_prev) < 0.3 * (abs(1 / m_prev) + 0.05)))
         good = ok and phys and tt < T[-1] and abs(yn - yp) < 0.5 * h and dm_ok
         if not good:
-            if _DEBUG: print('rej', ok, phys, tt, T[-1], abs(yn - yp), h, abs(mn - Mv[-1]))
             domain_fail = ok and not phys
             h *= 0.35
             if h < 1e-11 * p.yscale(y):
@@ -273,6 +271,9 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
                     lower_edge = True
                 break
             continue
+        if isinstance(p, FiniteDepth) and not p.on_axis and abs(yn.imag) < 1e-12 * (1.0 + abs(yn)) and len(T) > 2:
+            lower_edge = True  # back on the real axis: a lower band edge
+            break
         first = False
         y, dl = yn, dln
         T.append(tt), Y.append(yn), Mv.append(complex(mn)), DL.append(complex(dln))
@@ -291,7 +292,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
         if tt < t_floor and g1 <= 0 and g0 <= 0 and len(T) > 3:
             break
     if lower_edge:  # finish on the real axis
-        ye = complex(Y[-1].real, 0.0) if isinstance(p, FiniteDepth) else complex(Y[-1].real, 0.0)
+        ye = complex(Y[-1].real, 0.0)
         le, _, me = (a[0] for a in p.eval(np.array([ye])))
         if np.isfinite(le) and le.real < T[-1]:
             T.append(le.real), Y.append(ye), Mv.append(complex(me.real, 0.0)), DL.append(0j)
@@ -399,7 +400,10 @@ def solve_at(p, band: Band, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     s_ = frac
     dt = t1 - t0
     h00, h10, h01, h11 = 2 * s_**3 - 3 * s_**2 + 1, s_**3 - 2 * s_**2 + s_, -2 * s_**3 + 3 * s_**2, s_**3 - s_**2
+    y_lin = Y[k] + (Y[k + 1] - Y[k]) * s_
     y = h00 * Y[k] + h10 * dt * m0 + h01 * Y[k + 1] + h11 * dt * m1
+    wild = ~np.isfinite(y) | (np.abs(y - y_lin) > 0.5 * np.abs(Y[k + 1] - Y[k]))  # near-edge slopes
+    y = np.where(wild, y_lin, y)
     edge = first | lastseg
     fr = np.where(first, np.sqrt(frac), 1.0 - np.sqrt(np.maximum(1.0 - frac, 0.0)))
     y = np.where(edge, Y[k] + (Y[k + 1] - Y[k]) * fr, y)
@@ -453,6 +457,11 @@ def solve_at(p, band: Band, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
             tb0 = tb0[~okb]
             if not bad.size:
                 break
+    if bad.size:  # last resort (not seen in the tests): interpolate M between the traced points
+        frac_b = frac[bad]
+        m[bad] = band.m[k[bad]] + (band.m[k[bad] + 1] - band.m[k[bad]]) * frac_b
+        y[bad] = y_lin[bad]
+        m[bad] = np.where(np.isfinite(m[bad]), m[bad], band.m[k[bad] + 1])
     return y, m, ok
 
 
