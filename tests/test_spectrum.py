@@ -280,7 +280,7 @@ def test_depth_one_orthogonal_is_the_law_of_d2():
 
 def test_off_critical_no_nan_and_underflow_raises():
     """Far in the ordered phase chi^L underflows: log forms work, plain values raise, no NaN anywhere."""
-    sp = jacobian_spectrum("sigmoid", 100, sigma_w2=1.0, sigma_b2=0.1)
+    sp = jacobian_spectrum("sigmoid", 1000, sigma_w2=1.0, sigma_b2=0.1)
     assert sp.chi < 0.1
     with pytest.raises(ValueError, match="underflows"):
         _ = sp.max_eigenvalue
