@@ -27,6 +27,8 @@ def fake_task(config: dict, out_dir: str) -> dict:
         open(marker, "w").close()
         os._exit(3)  # the worker dies mid-run
     rec = {"run_id": rid, "config": dict(config), "value": config["x"] ** 2, "pid": os.getpid()}
+    if config.get("elsewhere"):  # as on another node without a shared file system
+        out_dir = config["elsewhere"]
     path = os.path.join(out_dir, "runs", f"{rid}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(f"{path}.tmp-{os.getpid()}", "w") as fh:
@@ -57,22 +59,23 @@ def test_run_key_and_bad_input(tmp_path):
 def test_local_engine_skips_dedups_retries_crashes_and_reports_failures(tmp_path):
     out = str(tmp_path)
     grid = [{"x": i} for i in range(5)] + [{"x": 1}]  # a duplicate of x=1
-    grid += [{"x": 10, "crash_once": True}, {"x": 11, "fail": True}]
+    grid += [{"x": 10, "crash_once": True}, {"x": 11, "fail": True}, {"x": 12, "elsewhere": str(tmp_path / "node2")}]
     fake_task({"x": 0}, out)  # finished before the sweep: skipped, not rewritten
     before = os.stat(os.path.join(out, "runs", f"{run_key({'x': 0})}.json")).st_mtime_ns
     res = run_tasks(grid, fake_task, out, engine="local", max_parallel=2, progress=False)
     assert isinstance(res, SweepResult)
-    assert (res.total, res.skipped) == (7, 1)
-    # the crashed worker's run was started again; the one that raised is reported, not written
-    assert sorted(res.completed) == sorted(run_key(c) for c in grid[1:5] + [grid[6]])
+    assert (res.total, res.skipped) == (8, 1)
+    # the crashed worker's run was started again; the one that raised is reported, not written;
+    # the record written on "another node" was written here by the driver from the returned record
+    assert sorted(res.completed) == sorted(run_key(c) for c in grid[1:5] + [grid[6], grid[8]])
     assert list(res.failed) == [run_key(grid[7])] and "ValueError: bad config 11" in res.failed[run_key(grid[7])]
     assert os.stat(os.path.join(out, "runs", f"{run_key({'x': 0})}.json")).st_mtime_ns == before
-    assert _runs(out) == sorted(f"{run_key(c)}.json" for c in grid[:5] + [grid[6]])
-    for c in grid[:5]:
+    assert _runs(out) == sorted(f"{run_key(c)}.json" for c in grid[:5] + [grid[6], grid[8]])
+    for c in grid[:5] + [grid[8]]:
         with open(os.path.join(out, "runs", f"{run_key(c)}.json")) as fh:
             assert json.load(fh)["value"] == c["x"] ** 2
     again = run_tasks(grid, fake_task, out, engine="local", max_parallel=2, progress=False)
-    assert (again.skipped, again.completed, list(again.failed)) == (6, (), [run_key(grid[7])])
+    assert (again.skipped, again.completed, list(again.failed)) == (7, (), [run_key(grid[7])])
 
 
 def test_second_driver_on_the_same_directory_is_refused(tmp_path):
