@@ -215,6 +215,7 @@ def run_tasks(
     progress: bool = True,
     desc: str = "runs",
     ray_init: Mapping[str, Any] | None = None,
+    lock: bool = True,
 ) -> SweepResult:
     """Run ``fn(config, out_dir)`` for every config whose record is absent; resumable.
 
@@ -225,7 +226,8 @@ def run_tasks(
     ``"ray://host:10001"``/``"host:6379"`` joins a running one; if Ray is already initialised in
     this process it is used as it is and left running, otherwise it is shut down at the end.
     ``retries``: how often a run whose worker died (not one that raised) is started again.
-    Each worker caps its BLAS/torch threads at ``max(1, int(num_cpus))``.
+    Each worker caps its BLAS/torch threads at ``max(1, int(num_cpus))``. ``lock``: hold
+    :class:`driver_lock` on ``out_dir`` meanwhile (``False`` when the caller already holds it).
 
     A task that raises is reported in ``SweepResult.failed`` and the sweep goes on; the next call
     retries it. Example::
@@ -245,7 +247,7 @@ def run_tasks(
         raise ValueError(f"address is for engine='ray' only, got address={address!r} with engine='local'")
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
-    with driver_lock(out_dir):
+    with driver_lock(out_dir, enabled=lock):
         return _run_tasks_locked(configs, fn, out_dir, engine, max_parallel, address, num_cpus, num_gpus, retries,
                                  key, progress, desc, ray_init)
 
@@ -255,11 +257,14 @@ class driver_lock:
     the kernel drops it when the driver dies, even by ``kill -9``). A second driver on the same
     directory gets a ``ValueError`` instead of running the same configs again."""
 
-    def __init__(self, out_dir: str):
-        self.path = os.path.join(out_dir, ".sweep.lock")
+    def __init__(self, out_dir: str | os.PathLike, enabled: bool = True):
+        self.path = os.path.join(os.fspath(out_dir), ".sweep.lock")
+        self.enabled = enabled
         self.fd: int | None = None
 
     def __enter__(self) -> "driver_lock":
+        if not self.enabled:
+            return self
         try:
             import fcntl
         except ImportError:  # pragma: no cover  (no flock on Windows: run without the lock)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .engine import SweepResult, run_tasks
+from .engine import SweepResult, driver_lock, run_tasks
 
 
 def _experiments():
@@ -74,12 +74,13 @@ def sweep_configs(
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
     from ..experiments import records
 
-    records.atomic_write_json(os.path.join(out_dir, "grid.json"),
-                              [c.to_dict() | {"run_id": c.run_id} for c in configs])
-    result = run_tasks(configs, ex.run_one, out_dir, engine=engine, max_parallel=max_parallel, address=address,
-                       num_cpus=num_cpus, num_gpus=num_gpus, retries=retries, progress=progress,
-                       desc=name, ray_init=ray_init)
-    ex.summarise(out_dir, configs)
+    with driver_lock(out_dir):
+        records.atomic_write_json(os.path.join(out_dir, "grid.json"),
+                                  [c.to_dict() | {"run_id": c.run_id} for c in configs])
+        result = run_tasks(configs, ex.run_one, out_dir, engine=engine, max_parallel=max_parallel, address=address,
+                           num_cpus=num_cpus, num_gpus=num_gpus, retries=retries, progress=progress,
+                           desc=name, ray_init=ray_init, lock=False)
+        ex.summarise(out_dir, configs)
     return result
 
 
