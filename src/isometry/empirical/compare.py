@@ -127,6 +127,7 @@ class Comparison:
     confidence: float
     samples: np.ndarray = field(repr=False)
     spectrum: Any = field(repr=False)
+    atom_rtol: float = field(default=1e-8, repr=False)
 
     @property
     def mean_covered(self) -> bool:
@@ -167,7 +168,8 @@ class Comparison:
         ``singular_values``: plot s = sqrt(lambda) (density ``singular_value_density``,
         else 2 s p(s^2)); ``log``: log-spaced bins on a log x axis, densities per
         unit log10 x (p(x) x ln 10), as in the paper's figures. The mass at 0 is
-        not drawn; the histogram is normalised to the non-zero fraction. Saved to
+        not drawn, positive atoms are dashed lines labelled with their empirical and
+        theoretical masses, and the histogram is normalised to the remaining fraction. Saved to
         ``path`` when given; returns the axes.
         """
         from ..plotting import _plt, save_figure
@@ -177,13 +179,18 @@ class Comparison:
             fig, ax = plt.subplots(figsize=(5.5, 3.8))
         else:
             fig = ax.figure
-        x = self.samples.ravel()
+        total = self.samples.size
+        atoms = [(float(loc), float(m)) for loc, m in (_attr(self.spectrum, "atoms", None) or ()) if loc > 0 and m > 0]
+        x = _snap(self.samples.ravel(), [loc for loc, _ in atoms], self.atom_rtol)
+        atom_counts = [(loc, m, int(np.sum(x == loc))) for loc, m in atoms]
+        for loc, _, _ in atom_counts:
+            x = x[x != loc]
         x = x[x > 0]
         if singular_values:
             x = np.sqrt(x)
-        nz = x.size / self.samples.size
+        nz = x.size / total
         if x.size == 0:
-            raise ValueError("no non-zero eigenvalues to plot")
+            raise ValueError("no eigenvalues outside the atoms to plot")
         lo, hi = float(x.min()), float(x.max())
         if log:
             edges = np.logspace(np.log10(lo), np.log10(hi), bins + 1)
@@ -205,6 +212,11 @@ class Comparison:
             dens = dens * grid * np.log(10.0)
             ax.set_xscale("log")
         ax.plot(grid, dens, color="C3", lw=1.5, label="theory")
+        for loc, m, cnt in atom_counts:  # positive atoms: a dashed line with the masses
+            xl = np.sqrt(loc) if singular_values else loc
+            ax.axvline(xl, color="C3", ls="--", lw=1)
+            ax.annotate(f"atom: {cnt / total:.3f} (theory {m:.3f})", (xl, 0.95), xycoords=("data", "axes fraction"),
+                        ha="right", va="top", fontsize=8, color="C3")
         var = "s" if singular_values else r"$\lambda$"
         ax.set_xlabel(f"singular value {var}" if singular_values else f"eigenvalue {var} of $JJ^T$")
         ax.set_ylabel("density per log$_{10}$ unit" if log else "density")
@@ -284,5 +296,5 @@ def compare(
         quantiles=p, empirical_quantiles=np.quantile(pooled, p), theory_quantiles=theory_q,
         mean=float(pooled.mean()), mean_ci=mean_ci, theory_mean=float(_attr(spectrum, "mean")),
         variance=float(pooled.var()), variance_ci=var_ci, theory_variance=float(_attr(spectrum, "variance")),
-        confidence=float(confidence), samples=x, spectrum=spectrum,
+        confidence=float(confidence), samples=x, spectrum=spectrum, atom_rtol=float(atom_rtol),
     )
