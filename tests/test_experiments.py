@@ -186,7 +186,7 @@ def test_experiment_grids():
     assert {c.optimizer for c in e1} == {"sgd", "momentum", "adam", "rmsprop"}
     assert {c.weights for c in e1} == {"orthogonal", "gaussian"}
     assert {(c.activation, round(c.q_star, 3)) for c in e1} == {("tanh", 0.026), ("tanh", 0.821), ("relu", 1.0)}
-    assert len(experiment_grid("E1", seeds=5)) == len(e1) // 3 * 5
+    assert len(experiment_grid("E1", seeds=5)) == len(e1) // 2 * 5
     assert {c.data for c in experiment_grid("E2", quick=True, data="mnist1d")} == {"mnist1d"}
     with pytest.raises(ValueError, match="experiment"):
         experiment_grid("E4")
