@@ -75,7 +75,15 @@ class FiniteDepth:
     def real_intervals(self):
         """Intervals of real v (as (lo, hi) in w) where bands can start."""
         law = self.law
-        out = [(law.x_max, np.inf)]
+        # for continuous laws start below the nominal top of the support: the far Gaussian tail of
+        # x (weights < 1e-13, e.g. silu at small q*) is invisible to the edge
+        top = law.x_max
+        if law.has_continuous:
+            sig = np.abs(law.nodes_p) > 1e-13
+            if np.any(sig):
+                eff = float(np.max(np.abs(law.nodes_x[sig])))
+                top = max(eff, float(law.atoms_x.max()) if law.atoms_x.size else 0.0)
+        out = [(min(top, law.x_max), np.inf)]
         if not law.has_continuous:
             a = np.unique(law.atoms_x)
             for lo, hi in zip(a[:-1], a[1:]):
@@ -173,7 +181,7 @@ class Band:
         return float(self.t[-1]) if self.lower_edge else -np.inf
 
 
-def _critical_points(p) -> list[tuple[complex, float]]:
+def _critical_points(p) -> list[tuple[complex, float, complex]]:
     """Local minima of real log z along the real y-axis: the upper band edges.
 
     With orthogonal weights an atom v of D^2 of mass p_v with L (1 - p_v) = 1 is a
@@ -184,11 +192,11 @@ def _critical_points(p) -> list[tuple[complex, float]]:
     out = []
     if getattr(p, "on_axis", False):
         x0 = p.law.x_max_cont
-        return [(complex(np.log(x0)), float(np.log(x0)))]
+        return [(complex(np.log(x0)), float(np.log(x0)), -1.0 + 0j)]
     if isinstance(p, FiniteDepth) and p.wl.name == "orthogonal":
         for v, pv in zip(p.law.atoms_x, p.law.atoms_p):
-            if v > 0 and abs(p.L * (1.0 - pv) - 1.0) < 1e-9:
-                out.append((complex(np.log(v)), float(p.L * np.log(v))))
+            if v > 0 and v >= p.law.x_max_cont and abs(p.L * (1.0 - pv) - 1.0) < 1e-9:
+                out.append((complex(np.log(v)), float(p.L * np.log(v)), p.direction))
     for lo, hi in p.real_intervals():
         y = p.grid(lo, hi)
         if y.size < 3:
@@ -215,11 +223,26 @@ def _critical_points(p) -> list[tuple[complex, float]]:
                 except ValueError:
                     yc = y[i].real
                 tc = float(p.eval(np.array([yc + 0j]))[0][0].real)
-                out.append((complex(yc), tc))
+                out.append((complex(yc), tc, p.direction))
+    if isinstance(p, FiniteDepth) and p.law.has_continuous and not any(c[1] > -np.inf for c in out):
+        # soft edge: x has far Gaussian tails (e.g. silu at small q*) and Im Phi never vanishes on the
+        # real axis; start on the curve next to the top of the effective support, heading down
+        law = p.law
+        sig = np.abs(law.nodes_p) > 1e-25
+        x0 = float(np.max(np.abs(law.nodes_x[sig]).real)) if np.any(sig) else law.x_max
+        y0 = complex(np.log(x0))
+        for _ in range(8):
+            lz, dl, _m = (a[0] for a in p.eval(np.array([y0])))
+            y0 = y0 - 1j * lz.imag / dl
+        if y0.imag > -1e-12 and np.isfinite(y0):
+            y0 = complex(y0.real, max(y0.imag, 0.0))
+            lz = p.eval(np.array([y0]))[0][0]
+            out.append((y0, float(lz.real), -1.0 + 0j))
     return out
 
 
-def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, max_steps: int = 1500) -> Band:
+def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, max_steps: int = 1500,
+           direction: complex | None = None) -> Band:
     L_scale = getattr(p, "L", 1)
     m0 = complex(p.eval(np.array([yc]))[2][0])
     T, Y, Mv = [tc], [yc], [m0 if np.isfinite(m0) else complex(np.inf, 0.0)]
@@ -232,6 +255,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
     complete = True
     tail, rate = 0.0, 0.0
     domain_fail = False
+    lifted = False
     steps = 0
     while True:
         steps += 1
@@ -241,7 +265,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
         if not first and not (np.isfinite(dl) and dl != 0):
             complete = False
             break
-        tau = (-1.0 if getattr(p, "on_axis", False) else p.direction) if first else -np.conj(dl) / abs(dl)
+        tau = (p.direction if direction is None else direction) if first else -np.conj(dl) / abs(dl)
         yp = y + h * tau
         lp, dlp, mp = (a[0] for a in p.eval(np.array([yp])))
         tt = lp.real
@@ -271,7 +295,8 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
                     lower_edge = True
                 break
             continue
-        if isinstance(p, FiniteDepth) and not p.on_axis and abs(yn.imag) < 1e-12 * (1.0 + abs(yn)) and len(T) > 2:
+        lifted = lifted or abs(yn.imag) > 1e-9 * (1.0 + abs(yn))
+        if isinstance(p, FiniteDepth) and not p.on_axis and lifted and abs(yn.imag) < 1e-12 * (1.0 + abs(yn)) and len(T) > 2:
             lower_edge = True  # back on the real axis: a lower band edge
             break
         first = False
@@ -289,7 +314,7 @@ def _trace(p, yc: complex, tc: float, t_floor: float, tol_mass: float = 1e-14, m
                 if rate * (1.0 + abs(tt)) > 1e6:
                     lower_edge = True
                 break
-        if tt < t_floor and g1 <= 0 and g0 <= 0 and len(T) > 3:
+        if tt < t_floor and g1 <= 0 and g0 <= 0 and len(T) > 3 and lifted:
             break
     if lower_edge:  # finish on the real axis
         ye = complex(Y[-1].real, 0.0)
@@ -371,10 +396,10 @@ def _integrate(p, band: Band) -> None:
 
 def trace_bands(p, t_floor: float) -> list[Band]:
     bands = []
-    for yc, tc in sorted(_critical_points(p), key=lambda c: -c[1]):
+    for yc, tc, d0 in sorted(_critical_points(p), key=lambda c: -c[1]):
         if any(b.t_bottom <= tc <= b.t_top for b in bands):
             continue
-        b = _trace(p, yc, tc, min(t_floor, tc))
+        b = _trace(p, yc, tc, min(t_floor, tc), direction=d0)
         if b.t.size > 1:
             bands.append(b)
     bands.sort(key=lambda b: -b.t_top)
