@@ -165,5 +165,8 @@ def test_positive_atoms_are_counted(rng):
     c = isometry.compare(_TwoPoint(), x, n_boot=50)
     assert c.ks < 0.03
     assert ks_distance(_TwoPoint().cdf, x) > 0.1  # without the atom list the jump at 2 is missed
+    ax = c.plot()
+    assert any(np.allclose(line.get_xdata(), 2.0) for line in ax.lines)  # the atom at 2 is a line, not a bar
+    assert "0.250" in ax.texts[0].get_text()
     moved = np.where(x > 1.5, 1.9, x)
     assert isometry.compare(_TwoPoint(), moved, n_boot=50).ks > 0.2
