@@ -70,7 +70,8 @@ class FiniteDepth:
             return self.L * phi, self.L * dphi, m
 
     def physical(self, y, m) -> np.ndarray:
-        return (np.asarray(y).imag >= 0) & (np.asarray(y).imag < np.pi) & (np.asarray(m).imag <= 1e-9 * (1 + np.abs(m)))
+        yi = np.asarray(y).imag
+        return (yi >= -1e-12 * (1 + np.abs(y))) & (yi < np.pi) & (np.asarray(m).imag <= 1e-9 * (1 + np.abs(m)))
 
     def real_intervals(self):
         """Intervals of real v (as (lo, hi) in w) where bands can start."""
@@ -195,7 +196,7 @@ def _critical_points(p) -> list[tuple[complex, float, complex]]:
         return [(complex(np.log(x0)), float(np.log(x0)), -1.0 + 0j)]
     if isinstance(p, FiniteDepth) and p.wl.name == "orthogonal":
         for v, pv in zip(p.law.atoms_x, p.law.atoms_p):
-            if v > 0 and v >= p.law.x_max_cont and abs(p.L * (1.0 - pv) - 1.0) < 1e-9:
+            if v > 0 and abs(p.L * (1.0 - pv) - 1.0) < 1e-9:
                 out.append((complex(np.log(v)), float(p.L * np.log(v)), p.direction))
     for lo, hi in p.real_intervals():
         y = p.grid(lo, hi)
@@ -397,7 +398,10 @@ def _integrate(p, band: Band) -> None:
 def trace_bands(p, t_floor: float) -> list[Band]:
     bands = []
     for yc, tc, d0 in sorted(_critical_points(p), key=lambda c: -c[1]):
-        if any(b.t_bottom <= tc <= b.t_top for b in bands):
+        # skip starts inside a traced band; a band may end on a degenerate critical point (an atom
+        # pole inside the continuous support) from which the next band starts
+        eps = 1e-7 * (1.0 + abs(tc))
+        if any(b.t_bottom + eps < tc <= b.t_top for b in bands):
             continue
         b = _trace(p, yc, tc, min(t_floor, tc), direction=d0)
         if b.t.size > 1:
