@@ -288,3 +288,19 @@ def test_off_critical_no_nan_and_underflow_raises():
     g = sp.log_lambda_density(np.linspace(top - 50.0, top, 200))
     assert np.all(np.isfinite(g)) and g.max() > 0
     assert sp.log_cdf(top + 1e-9) == pytest.approx(1.0, abs=1e-8)
+
+
+@pytest.mark.parametrize(
+    "act,w,L,q",
+    [("silu", "orthogonal", 20, 0.0017), ("silu", "gaussian", 2, 0.058), ("gelu", "orthogonal", 100, 1e-3),
+     ("elu", "gaussian", 300, 3.0), ("hard_tanh", "gaussian", 5000, 0.05), ("selu", "orthogonal", 2, 1.0)],
+)
+def test_sampled_configurations(act, w, L, q):
+    """A sampled (not crossed) set of awkward cases: soft edges of D^2 (silu at small q*), narrow laws,
+    deep Gaussian products, an atom of D^2 inside its continuous range (selu)."""
+    sp = jacobian_spectrum(act, L, q_star=q, weights=w)
+    total = sp.continuous_mass + sum(m for _, m in sp.atoms)
+    assert total == pytest.approx(1.0, abs=2e-4 if act == "selu" else 1e-7)
+    lam = np.exp(sp.log_max_eigenvalue) * np.linspace(1e-4, 1.0, 120)
+    F = sp.cdf(lam)
+    assert np.all(np.isfinite(sp.density(lam))) and np.all(np.diff(F) > -1e-7)
