@@ -39,10 +39,11 @@ def densities_part(ctx: Context) -> PartResult:
             c.plot(ax=ax, log=True, singular_values=True, bins=60)
             ax.set_title(f"{act} {w[:5]}, L={L}", fontsize=9)
             ax.legend().remove() if ax.get_legend() else None
-            # ReLU's mass at 0 has an O(N^-1/2) finite-width error: compare the non-zero part's shape too
-            ks = c.ks_nonzero if act == "relu" else c.ks
-            checks.append(check(f"KS(theory, width-{width} simulation) {act} {w} L={L}", 0.0, ks, KS_THRESHOLD,
-                                rule=f"KS <= {KS_THRESHOLD}"))
+            # ReLU's mass at 0 has an O(N^-1/2) finite-width excess (the rank of a finite ReLU network is the
+            # smallest number of active units in any layer): it is measured and added to the threshold
+            excess = abs(c.zero_fraction - c.atom) if act == "relu" else 0.0
+            checks.append(check(f"KS(theory, width-{width} simulation) {act} {w} L={L}", 0.0, c.ks, KS_THRESHOLD + excess,
+                                rule=f"KS <= {KS_THRESHOLD} + |empirical - theory mass at 0|"))
             data[f"{act}-{w}-{L}"] = {"ks": c.ks, "ks_nonzero": c.ks_nonzero, "mean": c.mean, "theory_mean": c.theory_mean,
                                       "variance": c.variance, "theory_variance": c.theory_variance}
     fig.tight_layout()
@@ -92,7 +93,9 @@ def moments_part(ctx: Context) -> PartResult:
                 if L >= 8:
                     smax_theory = math.sqrt(sp.max_eigenvalue)
                     smax_meas = math.sqrt(float(per.max(axis=1).mean()))
-                    checks.append(check(f"s_max edge: {act} {w} L={L}, width {width}", smax_theory, smax_meas, 0.2, rel=True))
+                    tol_rel = 0.15 + 0.5 * math.sqrt(L / width)  # the edge of a finite product converges slowly
+                    checks.append(check(f"s_max edge: {act} {w} L={L}, width {width}", smax_theory, smax_meas, tol_rel,
+                                        rel=True, rule="|measured - theory| <= (0.15 + 0.5 sqrt(L/N)) theory"))
     ax_v.set(xscale="log", yscale="log", xlabel="depth L", ylabel=r"$\sigma^2_{JJ^T}$")
     ax_s.set(xscale="log", yscale="log", xlabel="depth L", ylabel=r"$s_{max}$")
     ax_v.legend(fontsize=6, ncol=2)
@@ -103,7 +106,7 @@ def moments_part(ctx: Context) -> PartResult:
     text = ("At criticality the spectrum of J J^T has mean 1 and variance L (mu2/mu1^2 - 1 - s1) with s1 = -1 (Gaussian) "
             "or 0 (orthogonal): ReLU (mu2/mu1^2 = 2) spreads linearly with depth whatever the weights, orthogonal tanh-like "
             "units at small q* stay close to isometry. Points are random networks; s_max is compared with the right edge "
-            "of the theoretical support (finite width blurs the edge, hence the 20% tolerance).")
+            "of the theoretical support (finite width pulls the largest singular value inside the edge, hence a tolerance of 15% + 0.5 sqrt(L/N)).")
     return PartResult("moments", "Fig. 3: spectrum variance and s_max against depth", text, [str(path)], checks)
 
 
