@@ -162,3 +162,25 @@ def test_bad_input():
         empirical_spectrum("tanh", 2, 10, sigma_w2=1.0, sigma_b2=-1.0)
     with pytest.raises(ValueError, match="stable"):
         empirical_spectrum("tanh", 2, 10, q_star=0.5, dtype="float32", stable=True)
+
+
+def test_memory_does_not_grow_with_depth():
+    """O(N^2) memory whatever L: the traced peak at L = 24 is that of L = 2."""
+    import tracemalloc
+
+    peaks = []
+    for depth in (2, 24):
+        for weights in ("orthogonal", "gaussian"):
+            tracemalloc.start()
+            empirical_spectrum("tanh", depth, 120, q_star=0.5, weights=weights)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    assert max(peaks[2:]) < 1.3 * max(peaks[:2])
+    assert max(peaks) < 12 * 120 * 121 * 8  # a dozen N x N float64 buffers at most
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    empirical_spectrum("relu", 2, 20, q_star=1.0, n_samples=3, progress=True)
+    assert "networks" in capsys.readouterr().err
+    empirical_spectrum("relu", 2, 20, q_star=1.0, n_samples=3, progress=False)
+    assert capsys.readouterr().err == ""
