@@ -52,7 +52,9 @@ def test_phase_plot(tmp_path, capsys):
 def test_readme_commands_match_ci():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    blocks = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
+    section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)\n```", section, re.S)
     assert len(blocks) == 2, "README must have exactly two set-up commands"
+    assert "isometry reproduce" in blocks[0]
     test_cmd = blocks[1].strip()
     assert test_cmd in ci.splitlines()
