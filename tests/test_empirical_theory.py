@@ -10,7 +10,6 @@ must fail the same threshold. ReLU's mass at 0 has an O(N^-1/2) finite-width err
 uses the KS distance of the non-zero part.
 """
 
-import numpy as np
 import pytest
 
 import isometry
