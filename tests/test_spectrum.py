@@ -304,3 +304,15 @@ def test_sampled_configurations(act, w, L, q):
     lam = np.exp(sp.log_max_eigenvalue) * np.linspace(1e-4, 1.0, 120)
     F = sp.cdf(lam)
     assert np.all(np.isfinite(sp.density(lam))) and np.all(np.diff(F) > -1e-7)
+
+
+def test_marginal_homogeneous_units_need_no_q0():
+    # ReLU at (2, 0) and linear at (1, 0): every q is fixed, the spectrum does not depend on it
+    import isometry as iso
+
+    r = iso.jacobian_spectrum("relu", 6, sigma_w2=2.0, sigma_b2=0.0)
+    assert r.variance == pytest.approx(iso.jacobian_spectrum("relu", 6, q_star=0.3).variance, rel=1e-12)
+    lin = iso.jacobian_spectrum("linear", 3, sigma_w2=1.0, sigma_b2=0.0, weights="gaussian")
+    assert lin.variance == pytest.approx(3.0, rel=1e-12)
+    t = iso.jacobian_spectrum("tanh", 3, sigma_w2=1.5, sigma_b2=0.05, q0=0.7)
+    assert t.q_star == pytest.approx(float(iso.q_star("tanh", 1.5, 0.05)), rel=1e-10)

@@ -353,8 +353,13 @@ def jacobian_spectrum(
     sigma_w2: float | None = None,
     sigma_b2: float | None = None,
     weights: "str | WeightLaw | Callable" = "orthogonal",
+    q0: float | None = None,
 ) -> JacobianSpectrum:
     """The spectrum of J J^T for a depth-L network at its fixed point q*.
+
+    ``q0`` (input length) selects the fixed point where every q is one (ReLU at
+    (2, 0), linear at (1, 0)); for the positively homogeneous units (linear, relu,
+    leaky_relu) the spectrum does not depend on q, and q0 defaults to 1 there.
 
     Give either ``q_star`` (the network is taken at criticality, chi = 1, with
     ``sigma_w2, sigma_b2`` from :func:`isometry.critical_point`), or ``sigma_w2``
@@ -381,7 +386,9 @@ def jacobian_spectrum(
             raise ValueError(f"sigma_w2 must be finite and > 0, got {sigma_w2!r}")
         if not (math.isfinite(sb) and sb >= 0):
             raise ValueError(f"sigma_b2 must be finite and >= 0, got {sigma_b2!r}")
-        q = float(_q_star(a, sw, sb))
+        if q0 is None and a.name in ("linear", "relu", "leaky_relu"):
+            q0 = 1.0  # homogeneous units: D^2 does not depend on q
+        q = float(_q_star(a, sw, sb, q0))
     law = d2_law(a, q)
     inner_atom = bool(np.any((law.atoms_x > 0) & (law.atoms_x < law.x_max_cont * (1 - 1e-12))))
     if L == 1 and wl.name == "orthogonal" and law.has_continuous and (law.n_extrema > 1 or inner_atom):
