@@ -163,7 +163,7 @@ def test_ray_and_local_engines_give_identical_records(tmp_path):
     grid = _tiny_grid(4)
     ids = sorted(c.run_id for c in grid)
     res_local = sweep_configs(grid, tmp_path / "local", engine="local", max_parallel=1, progress=False)
-    assert res_local.ok and len(res_local.completed) == 4
+    assert res_local.ok and len(res_local.completed) == 4, res_local
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
     try:
@@ -171,7 +171,7 @@ def test_ray_and_local_engines_give_identical_records(tmp_path):
         assert ray.is_initialized()  # a cluster the caller started is left to the caller
     finally:
         ray.shutdown()
-    assert res_ray.ok and (res_ray.engine, len(res_ray.completed)) == ("ray", 4)
+    assert res_ray.ok and (res_ray.engine, len(res_ray.completed)) == ("ray", 4), res_ray
     loc, ray_recs = _records(tmp_path / "local"), _records(tmp_path / "ray")
     assert sorted(loc) == sorted(ray_recs) == ids
     for rid in ids:
