@@ -56,7 +56,7 @@ def plot_learning_curves(records: list[Mapping], path: str, title: str | None = 
             x, y = _mean_curve(recs)
             m = x > 0
             ax.plot(x[m], y[m], color=colour[lab], ls="-" if w == "orthogonal" else "--", lw=1.4,
-                    label=f"{lab}, {w} (lr {recs[0]['config']['learning_rate']:g})")
+                    label=f"{lab}, {w}")
         if target is not None:
             ax.axhline(target, color="0.6", lw=0.7, ls=":")
         ax.set_xscale("log")
@@ -66,7 +66,7 @@ def plot_learning_curves(records: list[Mapping], path: str, title: str | None = 
     if opts:
         axes[0][-1].legend(fontsize=6, loc="lower right")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(f"{title}; each network at its best learning rate, mean over seeds", fontsize=9)
     return save_figure(fig, path)
 
 
