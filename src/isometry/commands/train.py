@@ -33,7 +33,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
     import os
 
     try:

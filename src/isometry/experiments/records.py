@@ -15,11 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from .._io import atomic_write_json, atomic_write_text, clean  # noqa: F401  (re-exported)
 
 #: Keys of one summary row, in CSV column order (the first twelve are the ones issue 6 asks for).
 SUMMARY_KEYS = (
@@ -51,54 +51,6 @@ SUMMARY_KEYS = (
     "experiment",
     "run_id",
 )
-
-
-def _json_default(o: Any):
-    try:
-        import numpy as np
-
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, (np.floating, np.integer, np.bool_)):
-            return o.item()
-    except ImportError:  # pragma: no cover
-        pass
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def clean(o: Any) -> Any:
-    """Replace non-finite floats by None (strict JSON has no NaN/inf)."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, Mapping):
-        return {k: clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [clean(v) for v in o]
-    return o
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> str:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> str:
-    """Write ``obj`` as strict JSON (NaN/inf -> null) atomically."""
-    text = json.dumps(clean(obj), indent=1, default=_json_default, allow_nan=False)
-    return atomic_write_text(path, text + "\n")
 
 
 def run_path(out_dir: str | os.PathLike, run_id: str) -> str:

@@ -16,13 +16,14 @@ import datetime as _dt
 import html
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from .._io import atomic_write_json, atomic_write_text
 
 __all__ = ["Check", "PartResult", "Context", "check", "write_json_atomic", "run_parts", "write_report"]
 
@@ -116,26 +117,8 @@ def _jsonable(o):
 
 
 def write_json_atomic(path: os.PathLike, obj) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(obj), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write ``obj`` (numpy values allowed) as JSON atomically."""
+    atomic_write_json(path, _jsonable(obj))
 
 
 def run_parts(ctx: Context, parts: list[tuple[str, Callable[[Context], PartResult]]], *, force: bool = False,
@@ -193,7 +176,7 @@ def write_report(ctx: Context, results: list[PartResult], header: str = "") -> d
                "n_theory_failed": sum(not c["passed"] for c in theory), "checks": checks}
     write_json_atomic(ctx.out / "checks.json", summary)
 
-    md = [f"# isometry: reproduction of Pennington, Schoenholz & Ganguli (NIPS 2017)", "",
+    md = ["# isometry: reproduction of Pennington, Schoenholz & Ganguli (NIPS 2017)", "",
           f"Scale: **{ctx.scale}**, seed {ctx.seed}, generated {stamp}. "
           f"Checks passed: **{n_pass} / {len(checks)}**.", ""]
     if header:
@@ -207,7 +190,7 @@ def write_report(ctx: Context, results: list[PartResult], header: str = "") -> d
                    f"{'yes' if c.passed else '**NO**'} |" for c in r.checks]
             md += [""]
         md += [f"_{r.seconds:.1f} s_", ""]
-    _write_text_atomic(ctx.out / "report.md", "\n".join(md))
+    atomic_write_text(ctx.out / "report.md", "\n".join(md))
 
     parts_html = []
     for r in results:
@@ -232,5 +215,5 @@ tr.bad{{background:#fdd}}tr.ok td:last-child{{color:#070}}.t{{color:#888}}</styl
 <h1>isometry: reproduction of Pennington, Schoenholz &amp; Ganguli (NIPS 2017)</h1>
 <p>Scale: <b>{ctx.scale}</b>, seed {ctx.seed}, generated {stamp}. Checks passed: <b>{n_pass} / {len(checks)}</b>.</p>
 <p>{html.escape(header)}</p>{''.join(parts_html)}</body></html>"""
-    _write_text_atomic(ctx.out / "index.html", page)
+    atomic_write_text(ctx.out / "index.html", page)
     return summary
