@@ -313,6 +313,17 @@ class JacobianSpectrum:
 
 
 # --------------------------------------------------------------------- construction
+def _check_sigma0_2(sigma0_2) -> float:
+    """sigma0_2 as a finite float > 0, or a ValueError naming it."""
+    try:
+        s2 = float(sigma0_2)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma0_2 must be a number > 0, got {sigma0_2!r}") from None
+    if not (math.isfinite(s2) and s2 > 0):
+        raise ValueError(f"sigma0_2 must be finite and > 0, got {sigma0_2!r}")
+    return s2
+
+
 def _check_depth(depth) -> int:
     try:
         L = int(depth)
@@ -422,12 +433,7 @@ def q_star_for_variance(act, depth: int, sigma0_2: float, weights: "str | Weight
     a = get_activation(act)
     L = _check_depth(depth)
     wl = weight_law(weights)
-    try:
-        s2 = float(sigma0_2)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma0_2 must be a number > 0, got {sigma0_2!r}") from None
-    if not (math.isfinite(s2) and s2 > 0):
-        raise ValueError(f"sigma0_2 must be finite and > 0, got {sigma0_2!r}")
+    s2 = _check_sigma0_2(sigma0_2)
     s1 = wl.s1
 
     def g(logq):
@@ -472,12 +478,7 @@ def universal_spectrum(kind: str, sigma0_2: float) -> JacobianSpectrum:
     (for sigma0_2 < 1) and a bulk with edge e sigma0_2.
     kind "smooth": S(z) = exp(-sigma0_2 z) (smooth activations, orthogonal weights).
     """
-    try:
-        s2 = float(sigma0_2)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma0_2 must be a number > 0, got {sigma0_2!r}") from None
-    if not (math.isfinite(s2) and s2 > 0):
-        raise ValueError(f"sigma0_2 must be finite and > 0, got {sigma0_2!r}")
+    s2 = _check_sigma0_2(sigma0_2)
     k = str(kind).strip().lower()
     if k == "bernoulli":
         def log_s(z):
