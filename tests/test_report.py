@@ -60,6 +60,11 @@ def test_reproduce_cli_phase_only(tmp_path, capsys):
     d = json.loads((tmp_path / "checks.json").read_text())
     assert d["n_checks"] >= 10 and d["n_failed"] == 0
     assert (tmp_path / "figures" / "fig1_phase_tanh.png").exists()
+    # re-running one part keeps the other finished parts in the report
+    assert main(["reproduce", "--quick", "--out", str(tmp_path), "--only", "dphi", "--force", "--no-progress"]) == 0
+    d2 = json.loads((tmp_path / "checks.json").read_text())
+    assert {c["part"] for c in d2["checks"]} == {"phase", "dphi"}
+    assert d2["n_checks"] == d["n_checks"]
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
 
-__all__ = ["Check", "PartResult", "Context", "check", "write_json_atomic", "run_parts", "write_report"]
+__all__ = ["Check", "PartResult", "Context", "check", "write_json_atomic", "load_cached", "run_parts", "write_report"]
 
 
 @dataclass
@@ -121,6 +121,22 @@ def write_json_atomic(path: os.PathLike, obj) -> None:
     atomic_write_json(path, _jsonable(obj))
 
 
+def load_cached(ctx: Context, name: str) -> PartResult | None:
+    """The finished part ``name`` from ``OUT/parts`` if it ran at this scale and seed and its figures exist."""
+    cache = ctx.out / "parts" / f"{name}.json"
+    if not cache.exists():
+        return None
+    try:
+        d = json.loads(cache.read_text())
+        if d.get("scale") == ctx.scale and d.get("seed") == ctx.seed and all(
+            (ctx.out / f).exists() for f in d["result"]["figures"]
+        ):
+            return PartResult.from_dict(d["result"])
+    except (ValueError, KeyError, TypeError):
+        pass  # unreadable cache: recompute
+    return None
+
+
 def run_parts(ctx: Context, parts: list[tuple[str, Callable[[Context], PartResult]]], *, force: bool = False,
               log: Callable[[str], None] = print) -> list[PartResult]:
     """Run (or reuse from ``OUT/parts``) every part; a part that raises becomes a failed check."""
@@ -130,18 +146,11 @@ def run_parts(ctx: Context, parts: list[tuple[str, Callable[[Context], PartResul
     bar = tqdm(parts, desc="reproduce", unit="part", disable=not ctx.progress)
     for name, fn in bar:
         bar.set_postfix_str(name)
-        cache = ctx.out / "parts" / f"{name}.json"
-        if cache.exists() and not force:
-            try:
-                d = json.loads(cache.read_text())
-                if d.get("scale") == ctx.scale and d.get("seed") == ctx.seed and all(
-                    (ctx.out / f).exists() for f in d["result"]["figures"]
-                ):
-                    results.append(PartResult.from_dict(d["result"]))
-                    log(f"[{name}] reused from {cache}")
-                    continue
-            except (ValueError, KeyError, TypeError):
-                pass  # unreadable cache: recompute
+        cached = None if force else load_cached(ctx, name)
+        if cached is not None:
+            results.append(cached)
+            log(f"[{name}] reused from {ctx.out / 'parts' / (name + '.json')}")
+            continue
         t0 = time.perf_counter()
         try:
             res = fn(ctx)
@@ -153,7 +162,7 @@ def run_parts(ctx: Context, parts: list[tuple[str, Callable[[Context], PartResul
         for c in res.checks:
             c.part = name
         res.figures = [os.path.relpath(f, ctx.out) if os.path.isabs(f) else f for f in res.figures]
-        write_json_atomic(cache, {"scale": ctx.scale, "seed": ctx.seed, "result": res.as_dict()})
+        write_json_atomic(ctx.out / "parts" / f"{name}.json", {"scale": ctx.scale, "seed": ctx.seed, "result": res.as_dict()})
         results.append(res)
         log(f"[{name}] {sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed in {res.seconds:.1f} s")
     return results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core import Context, run_parts, write_report
+from .core import Context, load_cached, run_parts, write_report
 from .mean_field_parts import dphi_part, phase_part
 from .spectrum_parts import densities_part, moments_part, universal_part
 from .training_parts import training_part
@@ -25,6 +25,8 @@ def reproduce(out, *, quick: bool = False, paper_scale: bool = False, seed: int 
               progress: bool = True, only: list[str] | None = None, log=print) -> dict:
     """Run every part (or ``only`` those named), reusing finished parts in ``out``; write the report.
 
+    The report covers every finished part in ``out``, including those ``only`` left out.
+
     Returns the checks summary (also written to ``out/checks.json``).
     """
     if quick and paper_scale:
@@ -39,8 +41,10 @@ def reproduce(out, *, quick: bool = False, paper_scale: bool = False, seed: int 
             raise ValueError(f"unknown report part(s) {unknown}; valid parts: {', '.join(names)}")
     parts = [(n, f) for n, f in PARTS if not only or n in only]
     ctx = Context(out=out, scale=scale, seed=int(seed), progress=progress)
-    results = run_parts(ctx, parts, force=force, log=log)
-    summary = write_report(ctx, results)
+    ran = {r.name: r for r in run_parts(ctx, parts, force=force, log=log)}
+    # the report covers every finished part, also those --only did not run this time
+    results = [ran[n] if n in ran else load_cached(ctx, n) for n in names]
+    summary = write_report(ctx, [r for r in results if r is not None])
     log(f"wrote {out / 'report.md'}, {out / 'index.html'}, {out / 'checks.json'}: "
         f"{summary['n_passed']}/{summary['n_checks']} checks passed")
     return summary
