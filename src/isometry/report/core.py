@@ -194,8 +194,8 @@ def write_report(ctx: Context, results: list[PartResult], header: str = "") -> d
         md += [f"## {r.title}", "", r.text, ""]
         md += [f"![{r.name}]({f})" for f in r.figures] + [""]
         if r.checks:
-            md += ["| claim | theory | measured | tolerance | passed |", "|---|---|---|---|---|"]
-            md += [f"| {c.claim} | {_fmt(c.theory)} | {_fmt(c.measured)} | {_fmt(c.tolerance)} | "
+            md += ["| claim | theory | measured | tolerance | rule | passed |", "|---|---|---|---|---|---|"]
+            md += [f"| {c.claim} | {_fmt(c.theory)} | {_fmt(c.measured)} | {_fmt(c.tolerance)} | {c.rule} | "
                    f"{'yes' if c.passed else '**NO**'} |" for c in r.checks]
             md += [""]
         md += [f"_{r.seconds:.1f} s_", ""]
@@ -212,8 +212,9 @@ def write_report(ctx: Context, results: list[PartResult], header: str = "") -> d
         rows = "".join(
             f"<tr class={'ok' if c.passed else 'bad'}><td>{html.escape(c.claim)}</td><td>{html.escape(_fmt(c.theory))}</td>"
             f"<td>{html.escape(_fmt(c.measured))}</td><td>{html.escape(_fmt(c.tolerance))}</td>"
+            f"<td>{html.escape(c.rule)}</td>"
             f"<td>{'yes' if c.passed else 'NO'}</td></tr>" for c in r.checks)
-        table = (f"<table><tr><th>claim</th><th>theory</th><th>measured</th><th>tolerance</th><th>passed</th></tr>{rows}</table>"
+        table = (f"<table><tr><th>claim</th><th>theory</th><th>measured</th><th>tolerance</th><th>rule</th><th>passed</th></tr>{rows}</table>"
                  if rows else "")
         parts_html.append(f"<section><h2>{html.escape(r.title)}</h2><p>{html.escape(r.text)}</p>{''.join(imgs)}{table}"
                           f"<p class=t>{r.seconds:.1f} s</p></section>")
