@@ -195,7 +195,8 @@ def write_report(ctx: Context, results: list[PartResult], header: str = "") -> d
         md += [f"![{r.name}]({f})" for f in r.figures] + [""]
         if r.checks:
             md += ["| claim | theory | measured | tolerance | rule | passed |", "|---|---|---|---|---|---|"]
-            md += [f"| {c.claim} | {_fmt(c.theory)} | {_fmt(c.measured)} | {_fmt(c.tolerance)} | {c.rule} | "
+            esc = lambda t: str(t).replace("|", "\\|")  # noqa: E731  (a pipe would end the table cell)
+            md += [f"| {esc(c.claim)} | {_fmt(c.theory)} | {_fmt(c.measured)} | {_fmt(c.tolerance)} | {esc(c.rule)} | "
                    f"{'yes' if c.passed else '**NO**'} |" for c in r.checks]
             md += [""]
         md += [f"_{r.seconds:.1f} s_", ""]
