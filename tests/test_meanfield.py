@@ -168,3 +168,16 @@ def test_tiny_q_star_is_finite():
     cp = iso.critical_point("tanh", 1e-8)
     assert np.isfinite([cp.sigma_w2, cp.sigma_b2, cp.mu1, cp.mu2]).all()
     assert cp.sigma_w2 == pytest.approx(1 + 2e-8, rel=1e-12)
+
+
+def test_network_parameters_resolves_both_ways():
+    sw, sb, q = iso.network_parameters("tanh", q_star=0.3)
+    cp = iso.critical_point("tanh", 0.3)
+    assert (sw, sb, q) == (cp.sigma_w2, cp.sigma_b2, cp.q_star)
+    sw, sb, q = iso.network_parameters("tanh", sigma_w2=2.0, sigma_b2=0.1)
+    assert q == pytest.approx(float(iso.q_star("tanh", 2.0, 0.1)))
+    assert iso.network_parameters("relu", sigma_w2=2.0, sigma_b2=0.0) == (2.0, 0.0, 1.0)  # marginal: q0 = 1
+    with pytest.raises(ValueError, match="not both"):
+        iso.network_parameters("tanh", q_star=0.3, sigma_w2=1.0)
+    with pytest.raises(ValueError, match="sigma_w2"):
+        iso.network_parameters("tanh", sigma_w2=-1.0, sigma_b2=0.0)

@@ -36,6 +36,7 @@ __all__ = [
     "c_star",
     "xi_q",
     "xi_c",
+    "network_parameters",
 ]
 
 _Q_MAX = 1e12
@@ -181,6 +182,9 @@ def q_star(act, sigma_w2, sigma_b2, q0=None) -> np.ndarray:
             "pass a different q0"
         )
     return q.reshape(shape)[()]
+
+
+_q_star_solver = q_star  # for callers whose keyword argument ``q_star`` shadows the solver
 
 
 def mu(act, q, k: int = 1) -> np.ndarray:
@@ -430,3 +434,32 @@ def xi_c(act, sigma_w2, sigma_b2) -> float:
     if abs(chi_c - 1.0) < 1e-12:
         return float(np.inf)
     return float(-1.0 / np.log(chi_c))
+
+
+def network_parameters(act, *, q_star: float | None = None, sigma_w2: float | None = None,
+                       sigma_b2: float | None = None, q0: float | None = None) -> tuple[float, float, float]:
+    """Resolve (sigma_w2, sigma_b2, q*) of a network from either ``q_star`` (the critical point with
+    that fixed point, :func:`critical_point`) or the variances ``sigma_w2`` and ``sigma_b2`` (q* from
+    :func:`q_star`, started at ``q0``). For the positively homogeneous units (linear, relu,
+    leaky_relu) nothing but the length depends on q, so at their marginal point (every q fixed) q0
+    defaults to 1.
+    """
+    a = _act(act)
+    if q_star is not None:
+        if sigma_w2 is not None or sigma_b2 is not None:
+            raise ValueError("give either q_star (the critical point) or sigma_w2 and sigma_b2, not both")
+        cp = critical_point(a, q_star)
+        return cp.sigma_w2, cp.sigma_b2, cp.q_star
+    if sigma_w2 is None or sigma_b2 is None:
+        raise ValueError("give q_star (the critical point) or both sigma_w2 and sigma_b2")
+    try:
+        sw, sb = float(sigma_w2), float(sigma_b2)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma_w2 and sigma_b2 must be numbers, got {sigma_w2!r}, {sigma_b2!r}") from None
+    if not (np.isfinite(sw) and sw > 0):
+        raise ValueError(f"sigma_w2 must be finite and > 0, got {sigma_w2!r}")
+    if not (np.isfinite(sb) and sb >= 0):
+        raise ValueError(f"sigma_b2 must be finite and >= 0, got {sigma_b2!r}")
+    if q0 is None and a.name in ("linear", "relu", "leaky_relu"):
+        q0 = 1.0
+    return sw, sb, float(_q_star_solver(a, sw, sb, q0))

@@ -35,7 +35,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..empirical import compare, empirical_spectrum
-    from ..empirical.networks import network_parameters
+    from ..meanfield import network_parameters
 
     act = resolve_activation(args)
     if args.q_star is None and (args.sigma_w2 is None or args.sigma_b2 is None):
@@ -58,11 +58,9 @@ def run(args) -> int:
     }
     cmp = None
     if args.compare:
-        try:
-            from .. import jacobian_spectrum
-        except ImportError:  # pragma: no cover - the theory lives in isometry.spectrum
-            raise ValueError("--compare needs isometry.jacobian_spectrum (the spectrum module)") from None
-        theory = _theory(jacobian_spectrum, act, args.depth, args.weights, kw, sw, sb, q)
+        from .. import jacobian_spectrum
+
+        theory = jacobian_spectrum(act, args.depth, weights=args.weights, **kw)
         cmp = compare(theory, lam, floor=args.floor, seed=args.seed)
         out["comparison"] = cmp.as_dict()
     if args.output:
@@ -84,23 +82,6 @@ def run(args) -> int:
     if args.output:
         print(f"plot written to {args.output}")
     return 0
-
-
-def _theory(jacobian_spectrum, act, depth, weights, kw, sw, sb, q):
-    """The theory at the simulated point. Where every q is a fixed point (linear at (1, 0),
-    ReLU at (2, 0)) the theory's own q* lookup refuses; those are critical points for every
-    q*, so ask for the critical point with the q* the simulation used."""
-    from ..meanfield import critical_point
-
-    try:
-        return jacobian_spectrum(act, depth, weights=weights, **kw)
-    except ValueError:
-        if "q_star" in kw:
-            raise
-        cp = critical_point(act, q)
-        if abs(cp.sigma_w2 - sw) > 1e-12 * sw or abs(cp.sigma_b2 - sb) > 1e-12 * max(q, 1.0):
-            raise
-        return jacobian_spectrum(act, depth, weights=weights, q_star=q)
 
 
 def _histogram(x: np.ndarray, args) -> None:

@@ -39,6 +39,7 @@ import scipy.linalg as sla
 from scipy.linalg import lapack
 
 from ..activations import Activation, get_activation
+from ..meanfield import network_parameters
 from .sampling import _dtype, householder_haar
 
 __all__ = ["empirical_spectrum", "network_parameters", "jacobian_product", "log_singular_values"]
@@ -54,30 +55,6 @@ def _positive_int(v, name: str) -> int:
     if not ok:
         raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     return int(v)
-
-
-def network_parameters(act, *, q_star: float | None = None, sigma_w2: float | None = None, sigma_b2: float | None = None) -> tuple[float, float, float]:
-    """Resolve (sigma_w2, sigma_b2, q*) from either ``q_star`` (the critical point with that
-    fixed point, via :func:`isometry.critical_point`) or ``sigma_w2`` and ``sigma_b2``
-    (variances; q* from :func:`isometry.q_star`)."""
-    from ..meanfield import critical_point
-    from ..meanfield import q_star as _q_star
-
-    a = get_activation(act)
-    if q_star is not None:
-        if sigma_w2 is not None or sigma_b2 is not None:
-            raise ValueError("give either q_star (the critical point) or sigma_w2 and sigma_b2, not both")
-        cp = critical_point(a, q_star)
-        return cp.sigma_w2, cp.sigma_b2, cp.q_star
-    if sigma_w2 is None or sigma_b2 is None:
-        raise ValueError("give q_star (the critical point) or both sigma_w2 and sigma_b2")
-    sw, sb = float(sigma_w2), float(sigma_b2)
-    if not (math.isfinite(sw) and sw > 0):
-        raise ValueError(f"sigma_w2 must be finite and > 0, got {sigma_w2!r}")
-    if not (math.isfinite(sb) and sb >= 0):
-        raise ValueError(f"sigma_b2 must be finite and >= 0, got {sigma_b2!r}")
-    q = float(_q_star(a, sw, sb, q0=1.0))
-    return sw, sb, q
 
 
 def _check_weights(weights: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..activations import get_activation
-from ..meanfield import critical_point, mu, q_star as _q_star
+from ..meanfield import critical_point, mu, network_parameters
 from . import series
 from .d2 import D2Law, d2_law
 from .s_transforms import WeightLaw, weight_law
@@ -384,22 +384,7 @@ def jacobian_spectrum(
     a = get_activation(act)
     L = _check_depth(depth)
     wl = weight_law(weights)
-    if q_star is not None:
-        if sigma_w2 is not None or sigma_b2 is not None:
-            raise ValueError("give either q_star (criticality) or sigma_w2 and sigma_b2, not both")
-        cp = critical_point(a, q_star)
-        q, sw, sb = cp.q_star, cp.sigma_w2, cp.sigma_b2
-    else:
-        if sigma_w2 is None or sigma_b2 is None:
-            raise ValueError("give q_star, or both sigma_w2 and sigma_b2")
-        sw, sb = float(sigma_w2), float(sigma_b2)
-        if not (math.isfinite(sw) and sw > 0):
-            raise ValueError(f"sigma_w2 must be finite and > 0, got {sigma_w2!r}")
-        if not (math.isfinite(sb) and sb >= 0):
-            raise ValueError(f"sigma_b2 must be finite and >= 0, got {sigma_b2!r}")
-        if q0 is None and a.name in ("linear", "relu", "leaky_relu"):
-            q0 = 1.0  # homogeneous units: D^2 does not depend on q
-        q = float(_q_star(a, sw, sb, q0))
+    sw, sb, q = network_parameters(a, q_star=q_star, sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0)
     law = d2_law(a, q)
     inner_atom = bool(np.any((law.atoms_x > 0) & (law.atoms_x < law.x_max_cont * (1 - 1e-12))))
     if L == 1 and wl.name == "orthogonal" and law.has_continuous and (law.n_extrema > 1 or inner_atom):
