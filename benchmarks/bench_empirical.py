@@ -23,17 +23,9 @@ import scipy.linalg as sla  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import isometry  # noqa: E402
+from _timing import best  # noqa: E402
 from isometry.empirical import householder_haar, jacobian_product  # noqa: E402
 from isometry.empirical.networks import network_parameters  # noqa: E402
-
-
-def best(f, n=3):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main() -> None:

@@ -9,25 +9,16 @@ quadrature; a 200 x 200 tanh phase diagram < 2 s.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
 import isometry as iso
-
-
-def best(f, n=5):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+from _timing import best
 
 
 def main() -> None:
     a = np.random.default_rng(0).standard_normal((1000, 1000))
-    gemm = best(lambda: a @ a)
+    gemm = best(lambda: a @ a, 5)
     print(f"baseline: 1000x1000 GEMM {gemm * 1e3:.1f} ms")
     rows = []
     for name in ["relu", "hard_tanh", "erf", "tanh", "silu", "selu"]:
@@ -37,7 +28,7 @@ def main() -> None:
             iso.critical_point(act, q)
         except ValueError:
             q = 0.05
-        t = best(lambda: [iso.critical_point(act, q) for _ in range(50)]) / 50
+        t = best(lambda: [iso.critical_point(act, q) for _ in range(50)], 5) / 50
         kind = "closed form" if act.e_phi2 is not None else "quadrature"
         rows.append((name, kind, t))
         print(f"critical_point({name:10s}) [{kind:11s}] {t * 1e3:7.3f} ms  = {t / gemm:6.3f} GEMMs")
