@@ -52,10 +52,9 @@ class InitInfo:
 def predicted_sigma2(activation: str, q_star: float, depth: int, weights: str) -> float:
     """``L (mu2/mu1^2 - 1 - s1)``, the variance of the spectrum of J J^T at chi = 1 (eq. 16-17)."""
     from isometry.meanfield import critical_point
+    from isometry.torch.init import predicted_variance
 
-    cp = critical_point(activation, q_star)
-    s1 = 0.0 if weights == "orthogonal" else -1.0
-    return float(depth * (cp.mu2 / cp.mu1**2 - 1.0 - s1))
+    return predicted_variance(critical_point(activation, q_star), depth, weights)
 
 
 @functools.lru_cache(maxsize=64)
