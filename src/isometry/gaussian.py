@@ -29,11 +29,17 @@ _BASE_BREAKS = tuple(
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
-def _panels(breaks: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+def legendre_panels(breaks: np.ndarray, order: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Gauss-Legendre nodes and weights (unit weight function) on the panels between ``breaks``."""
     x, w = leggauss(order)
     a, b = breaks[:-1, None], breaks[1:, None]
     z = (0.5 * (a + b) + 0.5 * (b - a) * x).ravel()
     wz = (0.5 * (b - a) * w).ravel()
+    return z, wz
+
+
+def _panels(breaks: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    z, wz = legendre_panels(breaks, order)
     return z, wz * np.exp(-0.5 * z * z) * _INV_SQRT_2PI
 
 

@@ -24,11 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.polynomial.legendre import leggauss
 from scipy import special
 
 from ..activations import SELU_ALPHA, SELU_SCALE, Activation
-from ..gaussian import Z_MAX, _BASE_BREAKS
+from ..gaussian import Z_MAX, _BASE_BREAKS, legendre_panels as _panels
 from ..meanfield import mu as _mu
 
 __all__ = ["D2Law", "d2_law"]
@@ -169,14 +168,6 @@ class D2Law:
 
 _K_MOM = 24
 _W_END = 0.5
-
-
-def _panels(breaks: np.ndarray, order: int = 12):
-    x, w = leggauss(order)
-    a, b = breaks[:-1, None], breaks[1:, None]
-    u = (0.5 * (a + b) + 0.5 * (b - a) * x).ravel()
-    wu = (0.5 * (b - a) * w).ravel()
-    return u, wu
 
 
 def _atoms_only(values, probs, mu1, nk):
