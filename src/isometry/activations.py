@@ -10,6 +10,13 @@ quadrature panels), and, where they exist, exact forms of
 * ``d2_atoms(q)``   = the law of D^2 = phi'(h)^2 when it is discrete
   (values, probabilities), e.g. Bernoulli(1/2) for ReLU.
 
+Each record is the one owner of its unit's facts: ``homogeneous`` (positively
+homogeneous of degree 1, so E[phi(h)^2] is linear in q and nothing but the length
+depends on q), ``dphi_complex`` with ``dphi_strip`` (a phi' that accepts complex h,
+analytic for |Im h| < dphi_strip: the D^2 law integrates along a complex contour),
+and ``torch_module`` (the ``torch.nn`` module computing it, named here so the core
+never imports torch). Adding an activation is one entry in :data:`ACTIVATIONS`.
+
 Use :func:`get_activation` to resolve a name (``"tanh"``, ``"leaky_relu"`` with
 ``alpha=``), an :class:`Activation`, or any callable phi (with optional phi').
 The paper's erf convention is phi(h) = erf(sqrt(pi) h / 2) so that phi'(0) = 1.
@@ -44,6 +51,12 @@ class Activation:
     d2_atoms: Callable[[float], tuple[np.ndarray, np.ndarray]] | None = None
     bounded: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
+    homogeneous: bool = False
+    dphi_complex: ArrayFn | None = None
+    dphi_strip: float = 0.0
+    torch_module: tuple[str, str, Mapping[str, Any]] | None = None
+    """``(module path, class name, constructor keyword arguments)``, e.g.
+    ``("torch.nn", "LeakyReLU", {"negative_slope": 0.2})``; None when torch has no such module."""
 
     def __call__(self, h):
         return self.phi(np.asarray(h, dtype=float))
@@ -79,6 +92,29 @@ def _sech2(h):
     return 4.0 * e / np.square(1.0 + e)
 
 
+def _sig_even(h):
+    """sigmoid'(h) = e^{-h}/(1+e^{-h})^2, even, evaluated on Re h >= 0 (no overflow); complex h."""
+    h = np.where(h.real < 0, -h, h)
+    e = np.exp(-h)
+    return e / (1.0 + e) ** 2
+
+
+def _sigmoid_c(h):
+    """sigmoid(h) for complex h without overflow."""
+    pos = h.real >= 0
+    hp = np.where(pos, h, -h)
+    e = np.exp(-hp)
+    s = 1.0 / (1.0 + e)
+    return np.where(pos, s, e / (1.0 + e))
+
+
+def _tanh_d_c(h):
+    """sech^2(h) for complex h without overflow."""
+    h = np.where(h.real < 0, -h, h)
+    e = np.exp(-2.0 * h)
+    return 4.0 * e / (1.0 + e) ** 2
+
+
 def _relu_kernel(q, c):
     c = np.clip(c, -1.0, 1.0)
     return q / (2.0 * np.pi) * (np.sqrt(1.0 - c * c) + (np.pi - np.arccos(c)) * c)
@@ -94,6 +130,8 @@ def _linear() -> Activation:
         mu_exact=lambda q, k: np.ones_like(np.asarray(q, dtype=float)),
         kernel=lambda q, c: np.asarray(q, float) * np.asarray(c, float),
         d2_atoms=lambda q: (np.array([1.0]), np.array([1.0])),
+        homogeneous=True,
+        torch_module=("isometry.torch.modules", "LinearActivation", {}),
     )
 
 
@@ -112,6 +150,8 @@ def _leaky_relu(alpha: float = 0.01) -> Activation:
         kernel=lambda q, c: a * np.asarray(q, float) * np.asarray(c, float) + (1 - a) ** 2 * _relu_kernel(q, c),
         d2_atoms=lambda q: (np.array([a * a, 1.0]), np.array([0.5, 0.5])),
         params={} if a == 0.0 else {"alpha": a},
+        homogeneous=True,
+        torch_module=("torch.nn", "ReLU", {}) if a == 0.0 else ("torch.nn", "LeakyReLU", {"negative_slope": a}),
     )
 
 
@@ -135,6 +175,7 @@ def _hard_tanh() -> Activation:
         mu_exact=lambda q, k: p_lin(q),
         d2_atoms=lambda q: (np.array([0.0, 1.0]), np.array([1.0 - float(p_lin(q)), float(p_lin(q))])),
         bounded=True,
+        torch_module=("torch.nn", "Hardtanh", {"min_val": -1.0, "max_val": 1.0}),
     )
 
 
@@ -158,6 +199,7 @@ def _shifted_relu() -> Activation:
         e_phi2=e_phi2,
         mu_exact=lambda q, k: p_lin(q),
         d2_atoms=lambda q: (np.array([0.0, 1.0]), np.array([1.0 - float(p_lin(q)), float(p_lin(q))])),
+        torch_module=("isometry.torch.modules", "ShiftedReLU", {}),
     )
 
 
@@ -176,11 +218,15 @@ def _erf() -> Activation:
         mu_exact=lambda q, k: 1.0 / np.sqrt(1.0 + k * np.pi * np.asarray(q, float)),
         kernel=kernel,
         bounded=True,
+        dphi_complex=lambda h: np.exp(-0.25 * np.pi * h * h),
+        dphi_strip=np.inf,
+        torch_module=("isometry.torch.modules", "Erf", {}),
     )
 
 
 def _tanh() -> Activation:
-    return Activation("tanh", phi=np.tanh, dphi=_sech2, bounded=True)
+    return Activation("tanh", phi=np.tanh, dphi=_sech2, bounded=True, dphi_complex=_tanh_d_c, dphi_strip=np.pi / 2,
+                      torch_module=("torch.nn", "Tanh", {}))
 
 
 def _sigmoid() -> Activation:
@@ -188,7 +234,8 @@ def _sigmoid() -> Activation:
         s = special.expit(h)
         return s * special.expit(-np.asarray(h, float))
 
-    return Activation("sigmoid", phi=special.expit, dphi=d, bounded=True)
+    return Activation("sigmoid", phi=special.expit, dphi=d, bounded=True, dphi_complex=_sig_even, dphi_strip=np.pi,
+                      torch_module=("torch.nn", "Sigmoid", {}))
 
 
 def _silu() -> Activation:
@@ -197,7 +244,12 @@ def _silu() -> Activation:
         s = special.expit(h)
         return s * (1.0 + h * special.expit(-h))
 
-    return Activation("silu", phi=lambda h: np.asarray(h, float) * special.expit(h), dphi=d)
+    def d_c(h):
+        sg = _sigmoid_c(h)
+        return sg * (1.0 + h * (1.0 - sg))
+
+    return Activation("silu", phi=lambda h: np.asarray(h, float) * special.expit(h), dphi=d, dphi_complex=d_c,
+                      dphi_strip=np.pi, torch_module=("torch.nn", "SiLU", {}))
 
 
 def _gelu() -> Activation:
@@ -205,6 +257,9 @@ def _gelu() -> Activation:
         "gelu",
         phi=lambda h: np.asarray(h, float) * _Phi(h),
         dphi=lambda h: _Phi(h) + np.asarray(h, float) * _npdf(h),
+        dphi_complex=lambda h: 0.5 * special.erfc(-h / np.sqrt(2.0)) + h * np.exp(-0.5 * h * h) / np.sqrt(2.0 * np.pi),
+        dphi_strip=np.inf,
+        torch_module=("torch.nn", "GELU", {"approximate": "none"}),
     )
 
 
@@ -221,7 +276,12 @@ def _elu(alpha: float = 1.0, scale: float = 1.0, name: str = "elu") -> Activatio
         h = np.asarray(h, float)
         return scale * np.where(h > 0, 1.0, a * np.exp(np.minimum(h, 0.0)))
 
-    return Activation(name, phi=phi, dphi=dphi, kinks=(0.0,), params={"alpha": a} if name == "elu" and a != 1.0 else {})
+    def dphi_c(h):
+        return np.where(h.real > 0, scale + 0 * h, scale * a * np.exp(h))
+
+    module = ("torch.nn", "SELU", {}) if name == "selu" else ("torch.nn", "ELU", {"alpha": a})
+    return Activation(name, phi=phi, dphi=dphi, kinks=(0.0,), params={"alpha": a} if name == "elu" and a != 1.0 else {},
+                      dphi_complex=dphi_c, dphi_strip=np.inf, torch_module=module)
 
 
 def _selu() -> Activation:
@@ -229,7 +289,8 @@ def _selu() -> Activation:
 
 
 def _softplus() -> Activation:
-    return Activation("softplus", phi=lambda h: np.logaddexp(0.0, h), dphi=special.expit)
+    return Activation("softplus", phi=lambda h: np.logaddexp(0.0, h), dphi=special.expit, dphi_complex=_sigmoid_c,
+                      dphi_strip=np.pi, torch_module=("torch.nn", "Softplus", {"beta": 1.0}))
 
 
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {

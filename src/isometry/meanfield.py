@@ -302,7 +302,7 @@ class PhaseDiagram:
 
     def plot(self, ax=None, critical_q_stars=None):
         """The paper's Fig. 1: ordered/chaotic phases and the critical line coloured by q*."""
-        from .plotting import plot_phase_diagram
+        from .plotting.meanfield import plot_phase_diagram
 
         return plot_phase_diagram(self, ax=ax, critical_q_stars=critical_q_stars)
 

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._io import atomic_write_json, atomic_write_text, clean  # noqa: F401  (re-exported)
+from .._io import atomic_write_json, atomic_write_text, to_jsonable  # noqa: F401  (re-exported)
 
 #: Keys of one summary row, in CSV column order (the first twelve are the ones issue 6 asks for).
 SUMMARY_KEYS = (

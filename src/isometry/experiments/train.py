@@ -289,7 +289,7 @@ def run_one(config: RunConfig | dict, out_dir: str | os.PathLike, *, progress: b
         "n_train": int(n),
         "n_test": int(n_test),
     }
-    rec = records.clean(rec)  # NaN/inf -> None, as stored
+    rec = records.to_jsonable(rec)  # NaN/inf -> None, as stored
     records.atomic_write_json(records.run_path(out_dir, run_id), rec)
     if os.path.exists(ckpt):
         os.unlink(ckpt)

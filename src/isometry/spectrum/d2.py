@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from ..activations import SELU_ALPHA, SELU_SCALE, Activation
+from ..activations import Activation
 from ..gaussian import Z_MAX, _BASE_BREAKS, legendre_panels as _panels
 from ..meanfield import mu as _mu
 
@@ -36,55 +36,10 @@ _SQRT2PI = np.sqrt(2.0 * np.pi)
 
 
 # ------------------------------------------------------------------ analytic phi'
-def _sig_even(h):
-    """sigmoid'(h) = e^{-h}/(1+e^{-h})^2, even, evaluated on Re h >= 0 (no overflow)."""
-    h = np.where(h.real < 0, -h, h)
-    e = np.exp(-h)
-    return e / (1.0 + e) ** 2
-
-
-def _sigmoid_c(h):
-    pos = h.real >= 0
-    hp = np.where(pos, h, -h)
-    e = np.exp(-hp)
-    s = 1.0 / (1.0 + e)
-    return np.where(pos, s, e / (1.0 + e))
-
-
-def _tanh_d(h):
-    h = np.where(h.real < 0, -h, h)
-    e = np.exp(-2.0 * h)
-    return 4.0 * e / (1.0 + e) ** 2
-
-
-def _silu_d(h):
-    s = _sigmoid_c(h)
-    return s * (1.0 + h * (1.0 - s))
-
-
-def _gelu_d(h):
-    return 0.5 * special.erfc(-h / np.sqrt(2.0)) + h * np.exp(-0.5 * h * h) / _SQRT2PI
-
-
 def _analytic_dphi(act: Activation):
     """(dphi accepting complex h, pole distance of dphi from the real axis) or None."""
-    name = act.name
-    if name == "tanh":
-        return _tanh_d, np.pi / 2
-    if name == "erf":
-        return (lambda h: np.exp(-0.25 * np.pi * h * h)), np.inf
-    if name == "sigmoid":
-        return _sig_even, np.pi
-    if name == "softplus":
-        return _sigmoid_c, np.pi
-    if name == "silu":
-        return _silu_d, np.pi
-    if name == "gelu":
-        return _gelu_d, np.inf
-    if name in ("elu", "selu"):
-        a = SELU_ALPHA if name == "selu" else float(act.params.get("alpha", 1.0))
-        sc = SELU_SCALE if name == "selu" else 1.0
-        return (lambda h: np.where(h.real > 0, sc + 0 * h, sc * a * np.exp(h))), np.inf
+    if act.dphi_complex is not None:
+        return act.dphi_complex, act.dphi_strip
     # a user activation: accept dphi if it takes complex input and agrees with its real values
     x = np.linspace(-2.3, 2.1, 9)
     try:

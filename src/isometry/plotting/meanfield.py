@@ -1,44 +1,15 @@
-"""Matplotlib figures (imported lazily; the Agg backend is used when no display)."""
+"""Phase diagrams (the paper's Fig. 1)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str, dpi: int = 130) -> str:
-    """Write a figure atomically (temp file + rename) and close it."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    ext = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(suffix=ext, dir=d)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        _plt().close(fig)
-    return path
+from . import pyplot as _plt  # noqa: F401
 
 
 def plot_phase_diagram(pd, ax=None, critical_q_stars=None):
     """Ordered (chi < 1) and chaotic (chi > 1) phases, critical line coloured by q* (paper Fig. 1)."""
-    from .meanfield import critical_line
+    from ..meanfield import critical_line
 
     plt = _plt()
     if ax is None:
