@@ -2,8 +2,8 @@
 straightforward route (scipy.stats.ortho_group + torch.func.jacrev + svdvals).
 
 Everything runs on one thread (BLAS and torch) and every time is printed next to a baseline measured
-in the same run (an N x (N+1) float64 GEMM), since the machines are shared and noisy. Targets (issue 4):
-product >= 80% of the GEMM rate, memory O(N^2) whatever L.
+in the same run (an N x (N+1) float64 GEMM), since the machines are shared and noisy. Targets:
+product >= 80% of the GEMM rate, memory O(N^2) whatever L (memory_estimate is printed beside the traced peak).
 
     python benchmarks/bench_empirical.py            # N = 1000, L = 100 and 200 (a few minutes)
     python benchmarks/bench_empirical.py --width 500 --depths 20 --no-naive
@@ -24,8 +24,9 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 import isometry  # noqa: E402
 from _timing import best  # noqa: E402
-from isometry.empirical import householder_haar, jacobian_product  # noqa: E402
-from isometry.empirical.networks import network_parameters  # noqa: E402
+from isometry.empirical import jacobian_product, memory_estimate  # noqa: E402
+from isometry.empirical.sampling import _householder_haar  # noqa: E402
+from isometry.meanfield import network_parameters  # noqa: E402
 
 
 def main() -> None:
@@ -50,8 +51,8 @@ def main() -> None:
     # ---------------------------------------------------------------- Haar sampling
     print("\nHaar orthogonal N x N (sampling, then Q @ C for an N x (N+1) block):")
     buf = np.empty((n, n))
-    t_h = best(lambda: householder_haar(n, rng, buffer=buf), 5)
-    h = householder_haar(n, rng)
+    t_h = best(lambda: _householder_haar(n, rng, buffer=buf), 5)
+    h = _householder_haar(n, rng)
     t_apply = best(lambda: h.apply(c.copy(order="F")), 3)
     t_copy = best(lambda: c.copy(order="F"), 3)
     t_apply -= t_copy
@@ -87,7 +88,7 @@ def main() -> None:
         print(f"torch.linalg.svdvals: float64 {t_t64:.2f} s ({t_t64 / t_svd64:.1f}x numpy float64), float32 {t_t32:.2f} s")
     except ImportError:  # pragma: no cover
         torch = None
-    m = jacobian_product("erf", 30, min(n, 400), sigma_w2=1.0, sigma_b2=0.0, q_star=0.1, weights="gaussian", rng=1)
+    m = jacobian_product("erf", 30, min(n, 400), sigma_w2=1.0, sigma_b2=0.0, q0=0.1, weights="gaussian", seed=1)
     s64 = np.sort(sla.svdvals(m) ** 2)
     s32 = np.sort(sla.svdvals(m.astype(np.float32)).astype(np.float64) ** 2)
     bad = np.abs(s32 - s64) > 0.01 * s64
@@ -121,13 +122,13 @@ def main() -> None:
     def gemm_now():
         return best(lambda: a @ c, 3)
 
-    print(f"\nempirical_spectrum, N = {n} (product time = total - SVD; GEMM re-measured around each run):")
+    print(f"\nempirical_eigenvalues, N = {n} (product time = total - SVD; GEMM re-measured around each run):")
     with threadpool_limits(1):
         for depth in args.depths:
             for weights in ("gaussian", "orthogonal"):
                 g0 = gemm_now()
                 t0 = time.perf_counter()
-                isometry.empirical_spectrum("tanh", depth, n, q_star=0.5, weights=weights, seed=1)
+                isometry.empirical_eigenvalues("tanh", depth, n, q_star=0.5, weights=weights, seed=1)
                 t = time.perf_counter() - t0
                 t_svd = best(lambda: sla.svdvals(a), 1)
                 g = 0.5 * (g0 + gemm_now())
@@ -137,12 +138,26 @@ def main() -> None:
                       f" {gf:5.1f} GFLOP/s = {g * depth / prod:5.1%} of the GEMM rate ({flops / g / 1e9:.1f} GFLOP/s)")
         sd = args.stable_depth
         g0 = gemm_now()
-        t_plain = best(lambda: isometry.empirical_spectrum("tanh", sd, n, q_star=0.5, seed=2), 1)
-        t_st = best(lambda: isometry.empirical_spectrum("tanh", sd, n, q_star=0.5, seed=2, stable=True), 1)
+        t_plain = best(lambda: isometry.empirical_eigenvalues("tanh", sd, n, q_star=0.5, seed=2), 1)
+        t_st = best(lambda: isometry.empirical_eigenvalues("tanh", sd, n, q_star=0.5, seed=2, stable=True), 1)
         t_svd = best(lambda: sla.svdvals(a), 1)
         g = 0.5 * (g0 + gemm_now())
         print(f"  stable mode, L={sd}: {t_st:.2f} s vs plain {t_plain:.2f} s -> "
               f"{(t_st - t_svd) / (t_plain - t_svd):.2f}x per layer ({(t_st - t_svd) / sd / g:.2f} GEMM/layer)")
+
+    # ---------------------------------------------------------------- memory
+    import tracemalloc
+
+    print(f"\nmemory at N = {n}, L = 4: peak traced by tracemalloc vs memory_estimate (refusal threshold):")
+    for weights in ("gaussian", "orthogonal"):
+        for stable in (False, True):
+            tracemalloc.start()
+            isometry.empirical_eigenvalues("tanh", 4, n, q_star=0.5, weights=weights, stable=stable, seed=4)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            est = memory_estimate(n, weights=weights, stable=stable)
+            print(f"  {weights:10s} stable={stable!s:5s} peak {peak / 2**20:7.1f} MiB = {peak / (8 * n * n):5.2f} N^2 doubles,"
+                  f" estimate {est / 2**20:7.1f} MiB ({est / peak:.2f}x the peak)")
 
     # ---------------------------------------------------------------- straightforward route
     if args.no_naive or torch is None:
@@ -169,9 +184,9 @@ def main() -> None:
         t2 = time.perf_counter()
         torch.linalg.svdvals(j)
         t3 = time.perf_counter()
-        t_ours = best(lambda: isometry.empirical_spectrum("tanh", depth, n, q_star=0.5, seed=3), 1)
+        t_ours = best(lambda: isometry.empirical_eigenvalues("tanh", depth, n, q_star=0.5, seed=3), 1)
         print(f"  L={depth:4d}: sampling {t1 - t0:6.2f} s, jacrev {t2 - t1:6.2f} s, svdvals {t3 - t2:5.2f} s, "
-              f"total {t3 - t0:6.2f} s vs empirical_spectrum {t_ours:5.2f} s -> {(t3 - t0) / t_ours:.1f}x")
+              f"total {t3 - t0:6.2f} s vs empirical_eigenvalues {t_ours:5.2f} s -> {(t3 - t0) / t_ours:.1f}x")
         del ws, bs, j
 
 

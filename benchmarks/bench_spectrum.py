@@ -45,9 +45,9 @@ def _setting(name: str) -> dict:
     return {"sigma_w2": 1.0, "sigma_b2": 0.1}  # sigmoid, softplus: no critical point with sigma_b2 >= 0
 
 
-def monte_carlo_time(act: str, L: int, q: float, weights: str, width: int = 1000) -> float:
+def monte_carlo_time(activation: str, L: int, q: float, weights: str, width: int = 1000) -> float:
     rng = np.random.default_rng(0)
-    a = iso.get_activation(act)
+    a = iso.get_activation(activation)
     cp = iso.critical_point(a, q)
     t = time.perf_counter()
     J = np.eye(width)
@@ -92,10 +92,10 @@ def main() -> None:
                 tb = time.perf_counter() - t
                 t = time.perf_counter()
                 if lmax is not None:
-                    d = sp.density(np.linspace(lmax * 1e-6, lmax, 1000))
+                    d = sp.pdf(np.linspace(lmax * 1e-6, lmax, 1000))
                 else:
                     top = sp.log_max_eigenvalue
-                    d = sp.log_lambda_density(np.linspace(top - 50.0, top, 1000))
+                    d = sp.log_eigenvalues.pdf(np.linspace(top - 50.0, top, 1000))
                 tc = time.perf_counter() - t
                 assert np.all(np.isfinite(d))
                 worst = max(worst, tc)
@@ -106,6 +106,18 @@ def main() -> None:
                 print(f"{name:12s} {w:10s} {L:7d} {tb:8.3f} {tc:8.3f} {mark + f'{tmc / tc:.0f}':>10s} "
                       f"{mark + f'{tmc / (tb + tc):.0f}':>17s} {err:9.1e}")
     print(f"\nslowest 1000-point curve: {worst:.3f} s (machine load average {os.getloadavg()[0]:.1f})")
+    print("\nexact sampling by inverse cdf (log_eigenvalues.rvs) and quantiles (log_eigenvalues.ppf):")
+    for name, q, L, w in (("tanh", 0.5, 10, "orthogonal"), ("relu", 1.0, 10, "gaussian"), ("erf", 1.0, 1000, "orthogonal")):
+        sp = jacobian_spectrum(name, L, q_star=q, weights=w)
+        sp.cdf(1.0)  # bands traced
+        view = sp.log_eigenvalues  # samples below 1e-308 (erf, L = 1000) are drawn on the log scale
+        t = time.perf_counter()
+        view.rvs(10_000, random_state=0)
+        tr = time.perf_counter() - t
+        t = time.perf_counter()
+        view.ppf(np.linspace(0.001, 0.999, 999))
+        tq = time.perf_counter() - t
+        print(f"  {name:5s} {w:10s} L={L:5d}: rvs(10000) {tr:6.3f} s, ppf(999 points) {tq:6.3f} s")
     print("\npolynomial roots (Bernoulli D^2, normalised) vs the engine, same 1000 points:")
     for name, p in (("linear", 1.0), ("relu", 0.5)):
         for w in ("orthogonal", "gaussian"):
@@ -116,7 +128,7 @@ def main() -> None:
                 top = np.exp(sp._bands[0].t_top)
                 lam = top * np.linspace(1e-3, 0.999, 1000)
                 t = time.perf_counter()
-                ours = sp.density(lam * sp.mean) * sp.mean
+                ours = sp.pdf(lam * sp.mean()) * sp.mean()
                 to = time.perf_counter() - t
                 t = time.perf_counter()
                 ref = polynomial_density(lam, L, p, w)

@@ -85,3 +85,61 @@ def test_bad_names_and_params():
     with pytest.raises(ValueError, match="parameters"):
         get_activation("tanh", alpha=0.1)
     assert get_activation("leaky_relu", alpha=0.2).params == {"alpha": 0.2}
+
+
+def test_non_elementwise_callables_are_refused():
+    with pytest.raises(ValueError, match="not elementwise"):
+        get_activation(lambda h: np.tanh(h - np.mean(h)), dphi=lambda h: 1 / np.cosh(h) ** 2)
+    with pytest.raises(ValueError, match="not elementwise"):
+        get_activation(lambda h: h / np.sqrt(np.mean(h * h)))
+    with pytest.raises(ValueError, match="dphi is not elementwise"):
+        get_activation(np.tanh, dphi=lambda h: np.full_like(h, np.mean(1 / np.cosh(h) ** 2)))
+
+
+def test_wrong_user_derivative_is_refused():
+    with pytest.raises(ValueError, match="finite differences"):
+        get_activation(np.tanh, dphi=lambda h: 1 / np.cosh(h))  # sech, not sech^2
+    ok = get_activation(lambda h: np.abs(h), dphi=np.sign, kinks=(0.0,))
+    assert ok.dphi(np.array(-2.0)) == -1.0
+
+
+def test_user_complex_derivative_gives_the_built_in_law():
+    """A user tanh whose phi' accepts complex input, declared through get_activation, reproduces the
+    built-in tanh D^2 law (deformed contour) and spectrum; without it the real-axis rule is used."""
+    from isometry.spectrum import jacobian_spectrum
+    from isometry.spectrum.d2 import d2_law
+
+    def sech2(h):
+        return 1 / np.cosh(h) ** 2
+
+    user = get_activation(np.tanh, dphi=sech2, dphi_complex=True, dphi_strip=np.pi / 2, name="my_tanh")
+    assert user.dphi_complex is not None and user.dphi_strip == pytest.approx(np.pi / 2)
+    law_u, law_b = d2_law(user, 0.5), d2_law(get_activation("tanh"), 0.5)
+    assert law_u.deformed and law_b.deformed
+    w = np.array([0.5 + 1e-12j, 1.2 + 1e-12j, 0.9 + 0.1j])
+    np.testing.assert_allclose(law_u.m_and_dm(w)[0], law_b.m_and_dm(w)[0], rtol=1e-10)
+    lam = np.array([0.3, 1.0, 2.5])
+    np.testing.assert_allclose(jacobian_spectrum(user, 3, q_star=0.5).pdf(lam),
+                               jacobian_spectrum("tanh", 3, q_star=0.5).pdf(lam), rtol=1e-9)
+    plain = get_activation(np.tanh, dphi=sech2)
+    assert plain.dphi_complex is None and not d2_law(plain, 0.5).deformed
+    with pytest.raises(ValueError, match="dphi_complex"):
+        get_activation(np.tanh, dphi=lambda h: np.asarray(sech2(np.real(h)), dtype=float), dphi_complex=True)
+    with pytest.raises(ValueError, match="need dphi"):
+        get_activation(np.tanh, dphi_complex=True)
+    with pytest.raises(ValueError, match="callables"):
+        get_activation("tanh", dphi_complex=True)
+
+
+def test_homogeneity_is_a_record_field():
+    homogeneous = {n for n in ACTIVATIONS if get_activation(n).homogeneous}
+    assert homogeneous == {"linear", "relu", "leaky_relu"}
+    # the mean field takes it from the record: a user-made homogeneous unit behaves like its registry twin
+    import dataclasses
+
+    import isometry as iso
+
+    twin = dataclasses.replace(get_activation("leaky_relu", alpha=0.3), name="my_leaky")
+    assert iso.network_parameters(twin, sigma_w2=2 / 1.09, sigma_b2=0.0)[2] == 1.0
+    with pytest.raises(ValueError, match="diverges"):
+        iso.q_star(twin, 2.0, 0.1)

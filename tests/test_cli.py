@@ -58,3 +58,40 @@ def test_readme_commands_match_ci():
     assert "isometry reproduce" in blocks[0]
     test_cmd = blocks[1].strip()
     assert test_cmd in ci.splitlines()
+
+
+@pytest.mark.parametrize("act", ["relu", "linear", "leaky_relu"])
+def test_phase_homogeneous_units(act, tmp_path, capsys):
+    out = tmp_path / f"{act}.png"
+    assert main(["phase", act, "-o", str(out), "--grid", "30", "--json"]) == 0
+    captured = capsys.readouterr()
+    d = json.loads(captured.out)  # stdout is JSON only; the status line went to stderr
+    assert "wrote" in captured.err and out.stat().st_size > 10_000
+    lo, hi = d["sigma_w2_range"]
+    crit = 2.0 if act == "relu" else 1.0 if act == "linear" else 2 / (1 + 0.01**2)
+    assert lo < crit < hi  # the default grid shows the critical point and where q* stops existing
+    assert d["critical_line"] and all(p["sigma_w2"] == pytest.approx(crit, rel=1e-12) and p["sigma_b2"] == 0.0
+                                      for p in d["critical_line"])
+
+
+def test_phase_json_is_the_critical_line(tmp_path, capsys):
+    assert main(["phase", "tanh", "-o", str(tmp_path / "p.png"), "--grid", "30", "--json"]) == 0
+    text = capsys.readouterr().out
+    d = json.loads(text)
+    assert len(text) < 20_000 and set(d) == {"activation", "sigma_w2_range", "sigma_b2_range", "critical_line"}
+    pts = d["critical_line"]
+    assert len(pts) > 10 and set(pts[0]) == {"q_star", "sigma_w2", "sigma_b2"}
+    for p in pts[::5]:
+        cp = __import__("isometry").critical_point("tanh", p["q_star"])
+        assert (p["sigma_w2"], p["sigma_b2"]) == (pytest.approx(cp.sigma_w2), pytest.approx(cp.sigma_b2))
+        assert 0.5 <= p["sigma_w2"] <= 3.0 and 0.0 <= p["sigma_b2"] <= 0.25
+
+
+def test_critical_hint_names_a_q_star_that_exists(capsys):
+    assert main(["critical", "sigmoid", "--q-star", "1"]) == 2
+    err = capsys.readouterr().err
+    q_min = float(re.search(r"q_star >= ([0-9.]+)", err).group(1))
+    assert main(["critical", "sigmoid", "--q-star", str(q_min * 1.01), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sigma_b2"] >= 0
+    assert main(["critical", "softplus", "--q-star", "1"]) == 2
+    assert "no q_star in" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+pytest.importorskip("mnist1d")
 from isometry.experiments import data as D  # noqa: E402
 
 
@@ -106,7 +106,7 @@ def test_cifar10_errors_name_the_file(tmp_path):
         D.load_cifar10(tmp_path)
     with pytest.raises(FileNotFoundError, match="directory"):
         D.load_cifar10(tmp_path / "nope")
-    with pytest.raises(ValueError, match="data-dir"):
+    with pytest.raises(ValueError, match="data_dir"):
         D.load_dataset("cifar10")
     with pytest.raises(ValueError, match="data must be one of"):
         D.load_dataset("imagenet")

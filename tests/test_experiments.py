@@ -1,4 +1,5 @@
-"""The training harness: run ids, determinism, divergence, resume, checkpoints, grids, analysis, CLI."""
+"""The training harness: run ids, determinism, divergence, resume, checkpoints, grids, the pipeline,
+analysis, CLI."""
 
 import json
 import math
@@ -14,12 +15,15 @@ from isometry.experiments import (  # noqa: E402
     eval_steps,
     experiment_grid,
     measure_jacobian,
-    run_grid,
+    run_experiment,
     run_one,
     summarise,
 )
-from isometry.experiments import analysis, records  # noqa: E402
+from isometry.experiments import analysis, summary  # noqa: E402
+from isometry.experiments import pipeline as P  # noqa: E402
 from isometry.experiments import train as T  # noqa: E402
+from isometry.experiments.models import critical_stack, input_scale, predicted_variance  # noqa: E402
+from isometry.sweeps import records  # noqa: E402
 
 TINY = dict(data="digits", depth=2, width=16, batch_size=16, steps=40, n_evals=6, jacobian_inputs=1,
             target_accuracy=0.3, device="cpu", learning_rate=0.05)
@@ -32,16 +36,30 @@ def _strip(rec):
 def test_runconfig_validation_and_stable_id():
     c = RunConfig(**TINY)
     assert c.run_id == RunConfig(**TINY).run_id == RunConfig.from_dict(c.to_dict()).run_id
+    assert RunConfig.from_dict(c.to_dict() | {"run_id": "ignored"}).run_id == c.run_id
     assert len(c.run_id) == 16
     assert c.replace(device="cuda", data_dir="/x", checkpoint_every=1.0).run_id == c.run_id
     assert c.replace(learning_rate=0.1).run_id != c.run_id
     assert c.replace(seed=1).run_id != c.run_id
+    # numbers from a JSON file (1 for 1.0) and registry aliases give the same configuration
+    assert c.replace(learning_rate=1).run_id == c.replace(learning_rate=1.0).run_id
+    assert c.replace(activation="swish").activation == "silu"
+    for ok in ("silu", "gelu", "erf", "shifted_relu", "leaky_relu", "sigmoid"):  # any activation with a torch module
+        assert c.replace(activation=ok).activation == ok
     for bad, match in [(dict(optimizer="lbfgs"), "optimizer"), (dict(depth=0), "depth"),
                        (dict(learning_rate=-1.0), "learning_rate"), (dict(weights="uniform"), "weights"),
-                       (dict(target_accuracy=1.5), "target_accuracy"), (dict(data="mnist"), "data"),
-                       (dict(activation="swish"), "activation"), (dict(device="tpu"), "device")]:
+                       (dict(weights="orth"), "weights"), (dict(target_accuracy=1.5), "target_accuracy"),
+                       (dict(data="mnist"), "data"), (dict(activation="swishy"), "activation"),
+                       (dict(device="tpu"), "device"), (dict(device="cuda:x"), "device"),
+                       (dict(q_star=float("nan")), "q_star"), (dict(data="cifar10"), "data_dir")]:
         with pytest.raises(ValueError, match=match):
             c.replace(**bad)
+    for bad, match in [(dict(depth=True), "depth"), (dict(width=16.0), "width"), (dict(learning_rate="0.1"),
+                                                                                  "learning_rate")]:
+        with pytest.raises(TypeError, match=match):
+            c.replace(**bad)
+    with pytest.raises(ValueError, match="unknown run configuration field.*lr.*valid fields: activation"):
+        RunConfig.from_dict(c.to_dict() | {"lr": 0.1})
 
 
 def test_eval_steps_log_spaced():
@@ -53,33 +71,48 @@ def test_eval_steps_log_spaced():
 
 
 def test_model_critical_init_and_measured_jacobian():
-    model, info = build_mlp(64, 10, depth=6, width=48, activation="tanh", weights="orthogonal", q_star=0.0259, seed=0)
-    assert abs(info.sigma_w2 - 1.0499609555855225) < 1e-6 and info.q_star == 0.0259
-    assert info.predicted_sigma2 == pytest.approx(6 * (0.9109636355364161 / 0.9524163681327928**2 - 1), rel=1e-6)
-    # first pre-activations sit at q* for unit-variance inputs
+    model, report = build_mlp(64, 10, depth=6, width=48, activation="tanh", weights="orthogonal", q_star=0.0259,
+                              generator=0)
+    assert abs(report.sigma_w2 - 1.0499609555855225) < 1e-6 and report.q_star == 0.0259 and report.depth == 6
+    # a linear stem (64 features -> width 48), 6 critical layers, the readout
+    assert len(model) == 1 + 2 * 6 + 1 and isinstance(model[1], torch.nn.Linear) and isinstance(model[2], torch.nn.Tanh)
+    assert predicted_variance("tanh", 6, 0.0259, "orthogonal") == pytest.approx(
+        6 * (0.9109636355364161 / 0.9524163681327928**2 - 1), rel=1e-6)
+    # the stem, scaled by sqrt(input_q / mean square), puts the first critical layer's pre-activations at q*
     x = torch.randn(4000, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        q1 = float(model[0](x).pow(2).mean())
+        q1 = float(model[1](model[0](x)).pow(2).mean())
     assert q1 == pytest.approx(0.0259, rel=0.06)
     m = measure_jacobian(model, 6, x[:2])
-    # independent route: full Jacobian of the hidden stack by autograd, in float64
+    # independent route: full Jacobian of the critical stack by autograd, in float64
     import copy
 
     m64 = copy.deepcopy(model).double()
-    stack = m64[2:14]
+    stack = m64[1:13]
     lam = []
     for v in x[:2].double():
-        h0 = m64[1](m64[0](v))
+        h0 = m64[0](v)
         s = torch.linalg.svdvals(torch.autograd.functional.jacobian(stack, h0))
         lam.append((s**2).numpy())
-    assert m["measured_sigma2"] == pytest.approx(np.concatenate(lam).var(), rel=1e-8)
-    assert m["measured_s_max"] == pytest.approx(np.mean([np.sqrt(v.max()) for v in lam]), rel=1e-8)
+    assert m["measured_variance"] == pytest.approx(np.concatenate(lam).var(), rel=1e-8)
+    assert m["measured_max_singular_value"] == pytest.approx(np.mean([np.sqrt(v.max()) for v in lam]), rel=1e-8)
     assert m["jacobian_inputs"] == 2
     assert m["measured_mean_eigenvalue"] == pytest.approx(1.0, abs=0.15)  # chi = 1
-    assert m["measured_sigma2"] < 0.3 and 0.9 < m["measured_s_max"] < 1.6
-    model_g, info_g = build_mlp(64, 10, depth=6, width=48, activation="tanh", weights="gaussian", q_star=0.0259, seed=0)
-    assert info_g.predicted_sigma2 > 5
-    assert measure_jacobian(model_g, 6, x[:2])["measured_sigma2"] > m["measured_sigma2"]
+    assert m["measured_variance"] < 0.3 and 0.9 < m["measured_max_singular_value"] < 1.6
+    model_g, _ = build_mlp(64, 10, depth=6, width=48, activation="tanh", weights="gaussian", q_star=0.0259, generator=0)
+    assert predicted_variance("tanh", 6, 0.0259, "gaussian") > 5
+    assert measure_jacobian(model_g, 6, x[:2])["measured_variance"] > m["measured_variance"]
+    # as many features as units: the same stem in front; data of mean square 4 still start at q*
+    square, rep = build_mlp(32, 10, depth=3, width=32, activation="erf", weights="orthogonal", q_star=0.5,
+                            input_mean_square=4.0, generator=1)
+    stem, stack = critical_stack(square, 3)
+    assert len(square) == 8 and isinstance(stem, torch.nn.Linear) and len(stack) == 6 and rep.depth == 3
+    assert input_scale(rep.input_q, 4.0) == pytest.approx(np.sqrt(rep.input_q) / 2)
+    x2 = 2 * torch.randn(4000, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert float(stack[0](stem(x2)).pow(2).mean()) == pytest.approx(0.5, rel=0.06)
+    with pytest.raises(ValueError, match="3 critical layers"):
+        critical_stack(model, 3)
 
 
 def test_run_one_record_and_determinism(tmp_path):
@@ -87,13 +120,15 @@ def test_run_one_record_and_determinism(tmp_path):
     a = run_one(c, tmp_path / "a")
     b = run_one(c, tmp_path / "b")
     assert _strip(a) == _strip(b)
-    assert a["init"]["measured_sigma2"] == b["init"]["measured_sigma2"]
+    assert a["init"]["measured_variance"] == b["init"]["measured_variance"]
     assert os.path.exists(records.run_path(tmp_path / "a", c.run_id))
     assert [p["step"] for p in a["curve"]] == eval_steps(c.steps, c.n_evals)
     assert a["diverged_at"] is None and 0 <= a["final_test_accuracy"] <= 1
-    for k in ("sigma_w2", "sigma_b2", "q_star", "predicted_sigma2", "measured_sigma2", "predicted_s_max",
-              "measured_s_max"):
+    for k in ("sigma_w2", "sigma_b2", "q_star", "input_q", "input_mean_square", "input_scale", "predicted_variance",
+              "measured_variance", "predicted_max_singular_value", "measured_max_singular_value"):
         assert k in a["init"]
+    assert a["init"]["input_scale"] ** 2 * a["init"]["input_mean_square"] == pytest.approx(a["init"]["input_q"])
+    assert a["init"]["measured_mean_eigenvalue"] == pytest.approx(1.0, abs=0.3)  # the stack starts at q*, chi = 1
     if a["steps_to_target"] is not None:
         first = next(p for p in a["curve"] if p["test_accuracy"] >= c.target_accuracy)
         assert a["steps_to_target"] == first["step"] and a["seconds_to_target"] is not None
@@ -108,7 +143,7 @@ def test_divergence_is_recorded_not_raised(tmp_path):
     assert rec["diverged_at"] is not None and 1 <= rec["diverged_at"] <= 60
     assert rec["curve"][-1]["step"] == rec["diverged_at"]
     assert rec["curve"][-1]["train_loss"] is None  # NaN/inf stored as null
-    row = records.summary_row(records.load_record(tmp_path, c.run_id))
+    row = summary.summary_row(records.load_record(tmp_path, c.run_id))
     assert row["diverged_at"] == rec["diverged_at"]
 
 
@@ -121,28 +156,28 @@ def test_stop_at_target(tmp_path):
 def test_resume_skips_finished_runs_no_duplicates(tmp_path, monkeypatch):
     grid = [RunConfig(**{**TINY, "seed": s, "steps": 20}) for s in range(3)]
     calls = []
-    real = T.build_mlp
+    real = T.run_one
 
-    def counting(*a, **k):
-        calls.append(k["seed"])
+    def counting(config, out_dir, **kw):
+        calls.append(config.seed)
         if len(calls) == 2:
             raise KeyboardInterrupt  # killed during the second run
-        return real(*a, **k)
+        return real(config, out_dir, **kw)
 
-    monkeypatch.setattr(T, "build_mlp", counting)
+    monkeypatch.setattr(T, "run_one", counting)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, progress=False)
+        run_experiment(grid, tmp_path, engine="sequential", progress=False)
     # a stray temp file from a killed write is ignored
     (tmp_path / "runs" / ".tmp-xyz.json").write_text("{")
-    monkeypatch.setattr(T, "build_mlp", real)
     first = records.load_records(tmp_path)
     assert [r["config"]["seed"] for r in first] == [0]
     mtime = os.path.getmtime(records.run_path(tmp_path, grid[0].run_id))
     calls.clear()
-    monkeypatch.setattr(T, "build_mlp", lambda *a, **k: (calls.append(k["seed"]), real(*a, **k))[1])
-    recs = run_grid(grid, tmp_path, progress=False)
+    monkeypatch.setattr(T, "run_one", lambda config, out_dir, **kw: (calls.append(config.seed),
+                                                                     real(config, out_dir, **kw))[1])
+    res = run_experiment(grid, tmp_path, engine="sequential", progress=False)
     assert calls == [1, 2]  # only the unfinished runs trained
-    assert recs[0].get("skipped") is True
+    assert res.sweep.skipped == 1 and sorted(res.sweep.completed) == sorted(c.run_id for c in grid[1:])
     assert os.path.getmtime(records.run_path(tmp_path, grid[0].run_id)) == mtime
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(r["seed"] for r in rows) == [0, 1, 2]
@@ -175,13 +210,16 @@ def test_checkpoint_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_experiment_grids():
     for name in ("E1", "E2", "E3"):
-        quick, cpu, paper = (experiment_grid(name, **kw) for kw in ({"quick": True}, {}, {"paper_scale": True}))
+        quick, cpu, paper = (experiment_grid(name, **kw) for kw in ({"quick": True}, {},
+                                                                    {"paper_scale": True, "data_dir": "/cifar"}))
         for g in (quick, cpu, paper):
             assert len({c.run_id for c in g}) == len(g) > 0
             assert all(c.experiment == name for c in g)
         assert len(quick) < len(cpu)
         assert all(c.width == 400 and c.steps == 100_000 and c.data == "cifar10" for c in paper)
         assert name == "E3" or all(c.depth == 200 for c in paper)
+        with pytest.raises(ValueError, match="data_dir"):  # CIFAR-10 is read from a directory
+            experiment_grid(name, paper_scale=True)
     e1 = experiment_grid("E1")
     assert {c.optimizer for c in e1} == {"sgd", "momentum", "adam", "rmsprop"}
     assert {c.weights for c in e1} == {"orthogonal", "gaussian"}
@@ -194,6 +232,12 @@ def test_experiment_grids():
         experiment_grid("E1", quick=True, paper_scale=True)
     with pytest.raises(ValueError, match="seeds"):
         experiment_grid("E1", seeds=0)
+    with pytest.raises(TypeError, match="seeds"):
+        experiment_grid("E1", seeds=True)
+    with pytest.raises(ValueError, match="target_accuracy"):
+        experiment_grid("E1", target_accuracy=1.5)
+    with pytest.raises(ValueError, match="device"):
+        experiment_grid("E1", device="gpu0")
 
 
 def _row(label, weights, opt, lr, seed, t, acc=0.9):
@@ -231,32 +275,68 @@ def test_summary_json_strict_and_keys(tmp_path):
     run_one(RunConfig(**TINY), tmp_path)
     rows = summarise(tmp_path)
     needed = {"activation", "weights", "q_star", "sigma_w2", "optimizer", "learning_rate", "depth", "width",
-              "steps_to_target", "target_accuracy", "final_test_accuracy", "diverged_at"}
+              "steps_to_target", "target_accuracy", "final_test_accuracy", "diverged_at", "predicted_variance",
+              "measured_variance", "input_q"}
     assert needed <= set(rows[0])
     assert json.loads((tmp_path / "summary.json").read_text()) == rows
     assert math.isfinite(rows[0]["sigma_w2"])
+
+
+def test_pipeline_summarises_once_and_analyses_finished_experiments(tmp_path, monkeypatch):
+    writes = []
+    real = P.write_summary
+    monkeypatch.setattr(P, "write_summary", lambda out, rows: (writes.append(len(rows)), real(out, rows))[1])
+    grid = experiment_grid("E3", quick=True, steps=30)[:2]
+    failing = grid[1].replace(data="mnist1d", data_size=5)  # too few examples: load_dataset raises
+    res = run_experiment([grid[0], failing], tmp_path, engine="sequential", progress=False)
+    assert writes == [1]  # one summary per call
+    assert not res.ok and list(res.sweep.failed) == [failing.run_id] and "num_samples" in res.sweep.failed[failing.run_id]
+    assert not res.complete and res.analysis is None and res.figures == ()  # incomplete: no analysis, no figure
+    assert not (tmp_path / "analysis.json").exists()
+    d = res.to_dict()
+    assert (d["total"], d["skipped"], d["completed"], d["finished"]) == (2, 0, 1, 1)
+    json.dumps(d, allow_nan=False)
+    grid_file = json.loads((tmp_path / "grid.json").read_text())
+    assert [g["run_id"] for g in grid_file] == [grid[0].run_id, failing.run_id]
+    with pytest.raises(ValueError, match="quick.*named experiment"):
+        run_experiment(grid, tmp_path, quick=True)
+    with pytest.raises(ValueError, match="engine"):
+        run_experiment(grid, tmp_path, engine="dask")
+    with pytest.raises(ValueError, match="address"):
+        run_experiment(grid, tmp_path, engine="sequential", address="auto")
 
 
 def test_cli_quick_writes_summary_and_plots(tmp_path, capsys):
     from isometry.cli import main
 
     out = tmp_path / "E3"
-    assert main(["train", "--experiment", "E3", "--quick", "--out", str(out), "--no-progress", "--steps", "60"]) == 0
+    argv = ["train", "--experiment", "E3", "--quick", "--out", str(out), "--no-progress", "--steps", "60",
+            "--engine", "sequential"]
+    assert main(argv) == 0
     rows = json.loads((out / "summary.json").read_text())
     assert len(rows) == len(experiment_grid("E3", quick=True))
     assert {"steps_to_target", "final_test_accuracy", "diverged_at", "target_accuracy"} <= set(rows[0])
     assert (out / "E3_tau_vs_eta_L.png").stat().st_size > 1000
     assert "tau/sqrt(L)" in capsys.readouterr().out
+    assert json.loads((out / "analysis.json").read_text())["experiment"] == "E3"
     # rerun resumes: nothing retrains, same rows
-    assert main(["train", "--experiment", "E3", "--quick", "--out", str(out), "--no-progress", "--steps", "60",
-                 "--no-plots"]) == 0
+    assert main(argv + ["--no-plots"]) == 0
     assert json.loads((out / "summary.json").read_text()) == rows
-    assert main(["train", "--experiment", "E1", "--data", "cifar10", "--out", str(tmp_path / "x")]) == 2
-    assert "data-dir" in capsys.readouterr().err
+    assert f"0 trained now, {len(rows)} reused" in capsys.readouterr().out
+    # the library's validation, printed as one line
+    for bad, message in [(["--experiment", "E1", "--data", "cifar10"], "data='cifar10' needs data_dir"),
+                         (["--experiment", "E1", "--target", "1.5"], "target_accuracy must be in (0, 1]"),
+                         (["--experiment", "E1", "--device", "gpu"], "device must be"),
+                         (["--experiment", "E1", "--seeds", "0"], "seeds must be an integer >= 1")]:
+        assert main(["train", *bad, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing written for invalid input
 
 
 def test_plots_from_records(tmp_path):
-    from isometry.experiments.plots import plot_e2, plot_learning_curves
+    from isometry.plotting import pyplot
+    from isometry.plotting.experiments import learning_curves, speed_vs_isometry, tau_vs_eta_depth
 
     recs = []
     for w in ("orthogonal", "gaussian"):
@@ -264,7 +344,16 @@ def test_plots_from_records(tmp_path):
             c = RunConfig(**{**TINY, "weights": w, "optimizer": opt, "steps": 10, "n_evals": 3,
                              "learning_rate": 0.05 if opt == "sgd" else 1e-3, "label": "tanh sw2=1.05"})
             recs.append(run_one(c, tmp_path))
-    p = plot_learning_curves(recs, str(tmp_path / "curves.png"))
-    assert os.path.getsize(p) > 1000
-    rows = [records.summary_row(r) for r in recs]
-    assert os.path.getsize(plot_e2(rows, str(tmp_path / "e2.png"))) > 1000
+    fig = learning_curves(recs, path=tmp_path / "curves.png", title="E1 test")
+    assert len(fig.axes) == 2 and os.path.getsize(tmp_path / "curves.png") > 1000
+    assert all(ax.get_ylabel() for ax in fig.axes)
+    rows = [summary.summary_row(r) for r in recs]
+    fig2 = speed_vs_isometry(rows, path=tmp_path / "e2.png")
+    assert os.path.getsize(tmp_path / "e2.png") > 1000 and len(fig2.axes) == 4
+    _, axes = pyplot().subplots(1, 4)
+    assert speed_vs_isometry(rows, ax=axes) is axes[0].figure  # draws into the given axes
+    with pytest.raises(ValueError, match="4 Axes"):
+        speed_vs_isometry(rows, ax=axes[:2])
+    fig3 = tau_vs_eta_depth(rows)
+    assert fig3.axes[0].get_xlabel() == r"$\eta L$"
+    pyplot().close("all")

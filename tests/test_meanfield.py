@@ -41,9 +41,9 @@ def test_relu_fixed_points_and_errors():
         iso.q_star("silu", 8.0, 0.1)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf, "x"])
+@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf, "x", True])
 def test_critical_point_rejects_bad_q_star(bad):
-    with pytest.raises(ValueError, match="q_star"):
+    with pytest.raises((TypeError, ValueError), match="q_star"):
         iso.critical_point("tanh", bad)
 
 
@@ -144,7 +144,7 @@ def test_critical_line_marks_invalid_points():
 
 def test_correlation_map_and_depth_scales():
     # relu c-map at sigma_w2 = 2, sigma_b2 = 0: c=1 fixed, arc-cosine form at c=0 is 1/pi
-    assert iso.c_map("relu", 0.0, 2.0, 0.0, q_star_value=1.0) == pytest.approx(1 / np.pi, rel=1e-12)
+    assert iso.c_map("relu", 0.0, 2.0, 0.0, q0=1.0) == pytest.approx(1 / np.pi, rel=1e-12)
     assert iso.c_map("tanh", 1.0, 2.0, 0.1) == pytest.approx(1.0, rel=1e-9)
     # quadrature kernel agrees with the exact erf kernel
     a = iso.get_activation("erf")
@@ -181,3 +181,142 @@ def test_network_parameters_resolves_both_ways():
         iso.network_parameters("tanh", q_star=0.3, sigma_w2=1.0)
     with pytest.raises(ValueError, match="sigma_w2"):
         iso.network_parameters("tanh", sigma_w2=-1.0, sigma_b2=0.0)
+
+
+# ----------------------------------------------------------------------- correlations: an independent route
+_GH_Z, _GH_W = np.polynomial.hermite_e.hermegauss(120)
+_GH_W = _GH_W / np.sqrt(2 * np.pi)
+
+
+def _gh_q_star(phi, sw, sb):
+    """q* by plain fixed-point iteration of the length map with a 120-node Gauss-Hermite rule."""
+    q = 1.0
+    for _ in range(20000):
+        qn = sw * np.dot(_GH_W, phi(np.sqrt(q) * _GH_Z) ** 2) + sb
+        if abs(qn - q) < 1e-16 * q:
+            break
+        q = qn
+    return qn
+
+
+def _gh_c_map(phi, c, sw, sb, q):
+    """(sigma_w2 E[phi(u1) phi(u2)] + sigma_b2) / q with a Gauss-Hermite tensor rule."""
+    z1, z2 = _GH_Z[:, None], _GH_Z[None, :]
+    u1 = np.sqrt(q) * z1
+    u2 = np.sqrt(q) * (c * z1 + np.sqrt(1 - c * c) * z2)
+    return (sw * (_GH_W @ (phi(u1) * phi(u2)) @ _GH_W) + sb) / q
+
+
+@pytest.mark.parametrize("sw", [1.03, 1.06, 1.1, 1.15, 1.2])
+def test_c_star_against_independent_quadrature(sw):
+    """c* at sigma_b2 = 2e-5 for sigma_w2 in (1, 1.2]: bracketing root of an independent 2-D
+    Gauss-Hermite c-map (1.03 is still ordered there: c* = 1), and the residual of the returned c*."""
+    from scipy.optimize import brentq
+
+    sb = 2e-5
+    q = _gh_q_star(np.tanh, sw, sb)
+    assert q == pytest.approx(float(iso.q_star("tanh", sw, sb)), rel=1e-9)
+    chi_gh = sw * np.dot(_GH_W, (1 / np.cosh(np.sqrt(q) * _GH_Z)) ** 4)
+    cs = iso.c_star("tanh", sw, sb)
+    if chi_gh <= 1:
+        assert cs == 1.0
+        return
+    ref = brentq(lambda c: _gh_c_map(np.tanh, c, sw, sb, q) - c, 0.0, 1 - 1e-3, xtol=1e-14)
+    assert cs == pytest.approx(ref, abs=1e-8)
+    assert abs(float(iso.c_map("tanh", cs, sw, sb)) - cs) < 1e-13  # a fixed point
+    assert abs(_gh_c_map(np.tanh, cs, sw, sb, q) - cs) < 1e-9
+    # stable: the map contracts towards c* from both sides
+    assert float(iso.c_map("tanh", cs - 0.05, sw, sb)) > cs - 0.05
+    assert float(iso.c_map("tanh", min(cs + 0.05, 1.0), sw, sb)) < min(cs + 0.05, 1.0)
+
+
+def test_c_star_just_inside_chaos_and_xi_c():
+    """The case a truncated iteration got wrong (0.531, not a fixed point): c* ~ 0.699, and
+    xi_c = -1/log(sigma_w2 E[phi'(u1) phi'(u2)]) at that c*."""
+    sw, sb = 1.06, 2e-5
+    cs = iso.c_star("tanh", sw, sb)
+    assert cs == pytest.approx(0.6988573, abs=1e-6)
+    q = _gh_q_star(np.tanh, sw, sb)
+    z1, z2 = _GH_Z[:, None], _GH_Z[None, :]
+    u1, u2 = np.sqrt(q) * z1, np.sqrt(q) * (cs * z1 + np.sqrt(1 - cs * cs) * z2)
+    chi_c = sw * (_GH_W @ ((1 / np.cosh(u1)) ** 2 * (1 / np.cosh(u2)) ** 2) @ _GH_W)
+    assert iso.xi_c("tanh", sw, sb) == pytest.approx(-1 / np.log(chi_c), rel=1e-6)
+
+
+def test_c_star_erf_near_criticality_resolved_or_refused():
+    cp = iso.critical_point("erf", 0.01)
+    cs = iso.c_star("erf", cp.sigma_w2 * (1 + 1e-5), cp.sigma_b2)
+    assert 0.99 < cs < 1.0 and abs(float(iso.c_map("erf", cs, cp.sigma_w2 * (1 + 1e-5), cp.sigma_b2)) - cs) < 1e-13
+    with pytest.raises(ValueError, match="cannot be resolved"):
+        iso.c_star("erf", cp.sigma_w2 * (1 + 1e-9), cp.sigma_b2)
+
+
+# ----------------------------------------------------------------------- silent wrong answers
+def test_nan_activation_raises_naming_it_and_where():
+    def holey(h):  # NaN for h > 2.5: refused when resolved (phi must be finite on [-10, 10])
+        return np.where(h > 2.5, np.nan, np.tanh(h))
+
+    with pytest.raises(ValueError, match="holey.*not finite at h in"):
+        iso.get_activation(holey, dphi=lambda h: 1 / np.cosh(h) ** 2)
+
+    def far_holey(h):  # NaN only beyond |h| = 20: the quadrature at large q* reaches it
+        return np.where(np.abs(h) > 20, np.nan, np.tanh(h))
+
+    a = iso.get_activation(far_holey, dphi=lambda h: np.where(np.abs(h) > 20, np.nan, 1 / np.cosh(h) ** 2))
+    assert iso.critical_point(a, 0.5).sigma_w2 == pytest.approx(iso.critical_point("tanh", 0.5).sigma_w2, rel=1e-12)
+    with pytest.raises(ValueError, match=r"far_holey.*not finite.*h in \["):
+        iso.critical_point(a, 10.0)
+    with pytest.raises(ValueError, match="far_holey"):
+        iso.q_star(a, 1.5, 5.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: iso.critical_point("tanh", True),
+    lambda: iso.q_star("tanh", True, 0.1),
+    lambda: iso.q_map("tanh", 1.0, 1.5, False),
+    lambda: iso.network_parameters("tanh", sigma_w2=True, sigma_b2=0.1),
+    lambda: iso.mu("tanh", 1.0, True),
+    lambda: iso.c_star("tanh", 2.0, True),
+])
+def test_booleans_are_not_numbers(call):
+    with pytest.raises(TypeError):
+        call()
+
+
+def test_phase_diagram_marks_divergence_instead_of_failing():
+    pd = iso.phase_diagram("relu", np.linspace(0.5, 3.0, 11), [0.0, 0.1])
+    sw = pd.sigma_w2[0]
+    assert np.all(np.isinf(pd.q_star[1, sw >= 2])) and np.all(np.isnan(pd.chi[1, sw >= 2]))
+    np.testing.assert_allclose(pd.q_star[1, sw < 2], 0.1 / (1 - sw[sw < 2] / 2), rtol=1e-12)
+    assert pd.q_star[0, sw == 2.0] == 1.0  # marginal point: every q fixed, q0 = 1
+    # unbounded smooth units: the tabulated grid finds the same divergence as the exact solver
+    from isometry.meanfield import _q_star_array
+
+    sw_g, sb_g = np.linspace(0.5, 3, 20), np.linspace(0, 0.25, 20)
+    pd = iso.phase_diagram("silu", sw_g, sb_g)  # 400 points: the tabulated path
+    ex = _q_star_array(iso.get_activation("silu"), pd.sigma_w2, pd.sigma_b2, None, diverged="inf")
+    assert np.array_equal(np.isfinite(pd.q_star), np.isfinite(ex)) and np.any(np.isinf(ex))
+    fin = np.isfinite(ex)
+    np.testing.assert_allclose(pd.q_star[fin], ex[fin], rtol=1e-8, atol=1e-30)
+    with pytest.raises(ValueError, match="diverges"):
+        iso.q_star("silu", 3.0, 0.0)
+
+
+def test_no_critical_point_hint_is_true():
+    with pytest.raises(ValueError, match="no q_star in"):
+        iso.critical_point("softplus", 1.0)
+    with pytest.raises(ValueError, match=r"q_star >= (\d+\.\d+)") as info:
+        iso.critical_point("sigmoid", 1.0)
+    q_min = float(info.value.args[0].split("q_star >= ")[1].rstrip(")"))
+    assert iso.critical_point("sigmoid", q_min * 1.01).sigma_b2 >= 0
+    with pytest.raises(ValueError, match="sigma_b2"):
+        iso.critical_point("sigmoid", q_min * 0.99)
+
+
+def test_to_dict_of_result_types():
+    cp = iso.critical_point("erf", 0.5)
+    assert cp.to_dict()["chi"] == pytest.approx(1.0) and not hasattr(cp, "as_dict")
+    line = iso.critical_line("sigmoid", [1.0, 100.0]).to_dict()
+    assert line["activation"] == "sigmoid" and [p["q_star"] for p in line["points"]] == [100.0]
+    pd = iso.phase_diagram("tanh", [1.0, 2.0], [0.0, 0.1, 0.2]).to_dict()
+    assert len(pd["sigma_w2"]) == 2 and np.shape(pd["chi"]) == (3, 2)

@@ -25,6 +25,8 @@ def test_check_rules():
     assert not check("x", 1.0, 1.2, 0.1).passed
     assert check("rel", 100.0, 104.0, 0.05, rel=True).passed
     assert not check("nan", 1.0, float("nan"), 1.0).passed
+    d = check("inf", float("inf"), float("nan"), 1.0).to_dict()  # one rule for non-finite values: null
+    assert d["theory"] is None and d["measured"] is None and d["passed"] is False
 
 
 def test_parts_cached_and_failures_recorded(tmp_path):
@@ -53,6 +55,30 @@ def test_parts_cached_and_failures_recorded(tmp_path):
     assert len(calls) == 1
     run_parts(Context(out=tmp_path, scale="cpu", progress=False), [("ok", counting)], log=lambda m: None)
     assert len(calls) == 2
+    # a part that raised is reported but not cached: the next run tries it again
+    assert not (tmp_path / "parts" / "broken.json").exists()
+    again = run_parts(ctx, [("broken", broken)], log=lambda m: None)
+    assert again[0].failed and "boom" in again[0].checks[0].measured
+
+
+def test_relative_out_from_another_directory(tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["reproduce", "--quick", "--out", "rel/report", "--only", "phase", "--no-progress"]) == 0
+    out = work / "rel" / "report"
+    cached = json.loads((out / "parts" / "phase.json").read_text())
+    assert cached["result"]["figures"] == ["figures/fig1_phase_tanh.png"]  # relative to the report folder
+    md = (out / "report.md").read_text()
+    links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
+    assert links and all((out / link).is_file() for link in links)
+    assert (out / "index.html").read_text().count("data:image/png;base64") == 1
+    # the same folder named from elsewhere: the finished part is reused, not recomputed
+    monkeypatch.chdir(work / "rel")
+    capsys.readouterr()
+    assert main(["reproduce", "--quick", "--out", "report", "--only", "phase", "--no-progress"]) == 0
+    assert "[phase] reused" in capsys.readouterr().out
+    assert (out / "index.html").read_text().count("data:image/png;base64") == 1
 
 
 def test_reproduce_cli_phase_only(tmp_path, capsys):
@@ -70,6 +96,7 @@ def test_reproduce_cli_phase_only(tmp_path, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["reproduce", "--quick", "--paper-scale"], "not allowed"),
     (["reproduce", "--only", "nope"], "unknown report part"),
+    (["reproduce", "--address", "auto"], "address is for engine='ray' only"),
 ])
 def test_reproduce_bad_input(argv, needle, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path)]) == 2

@@ -1,7 +1,7 @@
 """The README's main job at --quick size: every part runs, every file is written, every theory check passes.
 
 (Training outcomes are reported as measured; they are checks of kind "experiment" and may fail
-without failing this test, as the issue asks: a failed check is reported, never hidden.)
+without failing this test: a failed check is reported, never hidden.)
 """
 
 import json

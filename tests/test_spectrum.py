@@ -20,6 +20,11 @@ from isometry.spectrum import (
 from isometry.spectrum.d2 import d2_law
 
 
+
+def _moments(sp, k):
+    """E[lambda^j], j = 1..k."""
+    return np.array([sp.moment(j) for j in range(1, k + 1)])
+
 def _gl(a, b, n=40, panels=20):
     x, w = leggauss(n)
     br = np.linspace(a, b, panels + 1)
@@ -32,10 +37,10 @@ def _gl(a, b, n=40, panels=20):
 def test_fuss_catalan_density(L):
     sp = jacobian_spectrum("linear", L, q_star=1.0, weights="gaussian")
     lam, rho = fuss_catalan_density(L, 300)
-    np.testing.assert_allclose(sp.density(lam), rho, rtol=1e-7)
+    np.testing.assert_allclose(sp.pdf(lam), rho, rtol=1e-7)
     # singular value density p(s) = 2 s rho(s^2)
     s = np.sqrt(lam[::37])
-    np.testing.assert_allclose(sp.singular_value_density(s), 2 * s * rho[::37], rtol=1e-7)
+    np.testing.assert_allclose(sp.singular_values.pdf(s), 2 * s * rho[::37], rtol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -47,12 +52,12 @@ def test_polynomial_baseline(act, q, L, w):
     """Bernoulli D^2: the density equals the one from roots of the degree-(L+1) polynomial."""
     sp = jacobian_spectrum(act, L, q_star=q, weights=w)
     p = float(isometry.get_activation(act).d2_atoms(q)[1][1])
-    scale = sp.mean
-    lt = np.exp(sp.log_max_eigenvalue - sp.log_scale)  # normalised edge (or top atom)
+    scale = sp.mean()
+    lt = np.exp(sp.log_max_eigenvalue - sp.log_mean())  # normalised edge (or top atom)
     bands = sp._bands
     top = bands[0].t_top
     lam = np.exp(top) * np.linspace(0.02, 0.98, 25)
-    ours = sp.density(lam * scale) * scale
+    ours = sp.pdf(lam * scale) * scale
     ref = polynomial_density(lam, L, p, w)
     np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-9 * ref.max())
     assert lt >= np.exp(top) * (1 - 1e-12)
@@ -67,7 +72,7 @@ def test_density_moments_match_closed_forms():
         u, wu = _gl(0.0, 1.0, 24, 60)
         x, wt = lmax * u**4, 4 * lmax * u**3 * wu  # lambda = lmax u^4 smooths the lambda -> 0 cusp
         surv = 1.0 - sp.cdf(x)
-        m = sp.moments(3)
+        m = _moments(sp, 3)
         for k in (1, 2, 3):
             mk = np.sum(wt * k * x ** (k - 1) * surv)
             assert mk == pytest.approx(m[k - 1], rel=2e-6), (act, k)
@@ -82,20 +87,20 @@ def test_density_moments_match_closed_forms():
 def test_cdf_mass_and_quantiles(act, q, L, w):
     sp = jacobian_spectrum(act, L, q_star=q, weights=w)
     assert sp.continuous_mass + sum(m for _, m in sp.atoms) == pytest.approx(1.0, abs=1e-5)
-    assert sp.cdf(0.0) == pytest.approx(sp.atom, abs=1e-15)
+    assert sp.cdf(0.0) == pytest.approx(sp.zero_mass, abs=1e-15)
     assert sp.cdf(sp.max_eigenvalue * 1.000001) == pytest.approx(1.0, abs=1e-5)
     lam = np.linspace(0, sp.max_eigenvalue, 60)
     F = sp.cdf(lam)
     assert np.all(np.diff(F) >= -1e-12)
     p = np.array([0.05, 0.3, 0.5, 0.7, 0.95])
-    p = p[p > sp.atom + 1e-6]
-    qs = sp.quantile(p)
+    p = p[p > sp.zero_mass + 1e-6]
+    qs = sp.ppf(p)
     F = sp.cdf(qs)
     assert np.all(F >= p - 1e-9)  # = p, or p falls inside an atom's jump
     cont = np.array([not any(abs(x - a) <= 1e-12 * a for a, _ in sp.atoms if a > 0) for x in qs])
     np.testing.assert_allclose(F[cont], p[cont], atol=1e-9)
     assert np.all(sp.cdf(qs * (1 - 1e-9)) <= p + 1e-9)
-    assert np.all(np.isfinite(sp.density(lam)))
+    assert np.all(np.isfinite(sp.pdf(lam)))
 
 
 def test_top_atom_cdf_jump():
@@ -105,7 +110,7 @@ def test_top_atom_cdf_jump():
     assert mass == pytest.approx(1 - 5 * (1 - p), rel=1e-12)
     assert sp.cdf(lam_top) - sp.cdf(lam_top * (1 - 1e-9)) == pytest.approx(mass, abs=1e-6)
     assert sp.max_eigenvalue == pytest.approx(lam_top, rel=1e-12)
-    assert sp.quantile(1 - mass / 2) == pytest.approx(lam_top, rel=1e-9)
+    assert sp.ppf(1 - mass / 2) == pytest.approx(lam_top, rel=1e-9)
 
 
 # ----------------------------------------------------------------------- the law of D^2
@@ -180,7 +185,7 @@ def test_monte_carlo_ks(act, q, L, w, rng):
     sp = jacobian_spectrum(act, L, q_star=q, weights=w)
     ks, _ = _ks(sp, lam)
     assert ks < (0.02 if w == "orthogonal" else 0.035), ks  # Gaussian products: slow finite-N effects near 0
-    assert np.mean(lam) == pytest.approx(sp.mean, rel=0.05)
+    assert np.mean(lam) == pytest.approx(sp.mean(), rel=0.05)
 
 
 # ----------------------------------------------------------------------- universal limits
@@ -191,8 +196,8 @@ def test_universal_bernoulli():
     assert loc == pytest.approx(np.exp(s2), rel=1e-14) and mass == pytest.approx(1 - s2, rel=1e-14)
     assert np.exp(sp._bands[0].t_top) == pytest.approx(np.e * s2, rel=1e-10)
     assert sp.continuous_mass == pytest.approx(s2, abs=1e-8)
-    assert sp.mean == 1.0 and sp.variance == pytest.approx(s2)
-    assert sp.moments(2)[1] == pytest.approx(1 + s2, rel=1e-12)
+    assert sp.mean() == 1.0 and sp.var() == pytest.approx(s2)
+    assert _moments(sp, 2)[1] == pytest.approx(1 + s2, rel=1e-12)
 
 
 def test_universal_smooth_edges():
@@ -202,7 +207,7 @@ def test_universal_smooth_edges():
     assert np.sqrt(np.exp(b.t_bottom)) == pytest.approx(0.567, abs=1e-3)
     assert sp.continuous_mass == pytest.approx(1.0, abs=1e-9)
     x, wt = _gl(np.exp(b.t_bottom), np.exp(b.t_top), 20, 40)
-    assert np.sum(wt * x * x * sp.density(x)) == pytest.approx(1.25, rel=1e-6)
+    assert np.sum(wt * x * x * sp.pdf(x)) == pytest.approx(1.25, rel=1e-6)
 
 
 def test_finite_depth_converges_to_universal():
@@ -226,39 +231,39 @@ def test_finite_depth_converges_to_universal():
 def test_extreme_depth_and_q():
     sp = jacobian_spectrum("tanh", 10**5, q_star=1e-8)
     lam = np.linspace(0.5, 1.5, 50)
-    d, F = sp.density(lam), sp.cdf(lam)
+    d, F = sp.pdf(lam), sp.cdf(lam)
     assert np.all(np.isfinite(d)) and np.all(np.isfinite(F))
     assert F[-1] == pytest.approx(1.0, abs=1e-6) and F[0] < 1e-6
     gs = jacobian_spectrum("erf", 10**5, q_star=1.0, weights="gaussian")
     assert np.isfinite(gs.log_max_eigenvalue)
-    assert np.all(np.isfinite(gs.density(np.geomspace(1e-300, gs.max_eigenvalue, 40))))
+    assert np.all(np.isfinite(gs.pdf(np.geomspace(1e-300, gs.max_eigenvalue, 40))))
     # most of the mass sits below the smallest double: the log form still resolves it
     assert gs.cdf(1e-300) > 0.5
-    assert np.isfinite(gs.log_quantile(0.5)) and gs.log_quantile(0.5) < -700
+    assert np.isfinite(gs.log_eigenvalues.ppf(0.5)) and gs.log_eigenvalues.ppf(0.5) < -700
 
 
 def test_far_off_criticality():
     sp = jacobian_spectrum("tanh", 10**5, sigma_w2=3.0, sigma_b2=0.0)
     with pytest.raises(ValueError, match="overflows"):
-        _ = sp.mean
+        _ = sp.mean()
     with pytest.raises(ValueError, match="overflows"):
         _ = sp.max_eigenvalue
     assert np.isfinite(sp.log_max_eigenvalue)
-    assert sp.log_cdf(sp.log_max_eigenvalue + 1.0) == pytest.approx(1.0, abs=1e-6)
-    assert np.all(np.isfinite(sp.density([1.0, 2.0])))
+    assert sp.log_eigenvalues.cdf(sp.log_max_eigenvalue + 1.0) == pytest.approx(1.0, abs=1e-6)
+    assert np.all(np.isfinite(sp.pdf([1.0, 2.0])))
 
 
 def test_custom_weight_law_matches_gaussian():
     g = jacobian_spectrum("tanh", 4, q_star=0.5, weights="gaussian")
     c = jacobian_spectrum("tanh", 4, q_star=0.5, weights=lambda z: 2.0 / (1.0 + z))
-    np.testing.assert_allclose(c.moments(4), g.moments(4), rtol=1e-8)
+    np.testing.assert_allclose(_moments(c, 4), _moments(g, 4), rtol=1e-8)
     assert c.max_eigenvalue == pytest.approx(g.max_eigenvalue, rel=1e-8)
 
 
 def test_bad_probabilities():
     sp = jacobian_spectrum("tanh", 3, q_star=0.5)
-    with pytest.raises(ValueError, match="p must"):
-        sp.quantile(1.5)
+    with pytest.raises(ValueError, match="q must"):
+        sp.ppf(1.5)
     with pytest.raises(ValueError, match="kind"):
         universal_spectrum("cauchy", 0.5)
 
@@ -285,9 +290,9 @@ def test_off_critical_no_nan_and_underflow_raises():
     with pytest.raises(ValueError, match="underflows"):
         _ = sp.max_eigenvalue
     top = sp.log_max_eigenvalue
-    g = sp.log_lambda_density(np.linspace(top - 50.0, top, 200))
+    g = sp.log_eigenvalues.pdf(np.linspace(top - 50.0, top, 200))
     assert np.all(np.isfinite(g)) and g.max() > 0
-    assert sp.log_cdf(top + 1e-9) == pytest.approx(1.0, abs=1e-8)
+    assert sp.log_eigenvalues.cdf(top + 1e-9) == pytest.approx(1.0, abs=1e-8)
 
 
 @pytest.mark.parametrize(
@@ -303,7 +308,7 @@ def test_sampled_configurations(act, w, L, q):
     assert total == pytest.approx(1.0, abs=2e-4 if act == "selu" else 1e-7)
     lam = np.exp(sp.log_max_eigenvalue) * np.linspace(1e-4, 1.0, 120)
     F = sp.cdf(lam)
-    assert np.all(np.isfinite(sp.density(lam))) and np.all(np.diff(F) > -1e-7)
+    assert np.all(np.isfinite(sp.pdf(lam))) and np.all(np.diff(F) > -1e-7)
 
 
 def test_marginal_homogeneous_units_need_no_q0():
@@ -311,8 +316,216 @@ def test_marginal_homogeneous_units_need_no_q0():
     import isometry as iso
 
     r = iso.jacobian_spectrum("relu", 6, sigma_w2=2.0, sigma_b2=0.0)
-    assert r.variance == pytest.approx(iso.jacobian_spectrum("relu", 6, q_star=0.3).variance, rel=1e-12)
+    assert r.var() == pytest.approx(iso.jacobian_spectrum("relu", 6, q_star=0.3).var(), rel=1e-12)
     lin = iso.jacobian_spectrum("linear", 3, sigma_w2=1.0, sigma_b2=0.0, weights="gaussian")
-    assert lin.variance == pytest.approx(3.0, rel=1e-12)
+    assert lin.var() == pytest.approx(3.0, rel=1e-12)
     t = iso.jacobian_spectrum("tanh", 3, sigma_w2=1.5, sigma_b2=0.05, q0=0.7)
     assert t.q_star == pytest.approx(float(iso.q_star("tanh", 1.5, 0.05)), rel=1e-10)
+
+
+# ----------------------------------------------------------------------- the scipy.stats verbs
+def _ks_atoms(sp, x):
+    """sup |F_n - F| for samples x of a law with atoms (right and left limits at every sample)."""
+    x = np.sort(x)
+    n = x.size
+    F = sp.cdf(x)
+    Fm = np.where(x > 0, sp.cdf(x * (1 - 1e-12)), 0.0)
+    right = np.searchsorted(x, x, side="right") / n
+    left = np.searchsorted(x, x, side="left") / n
+    return max(np.max(np.abs(right - F)), np.max(np.abs(Fm - left)))
+
+
+@pytest.mark.parametrize("act,q,L,w", [("hard_tanh", 0.2, 5, "orthogonal"), ("relu", 1.0, 3, "gaussian"),
+                                       ("tanh", 0.5, 4, "orthogonal")])
+def test_rvs_is_exact_with_atoms(act, q, L, w):
+    sp = jacobian_spectrum(act, L, q_star=q, weights=w)
+    n = 4000
+    x = sp.rvs(n, random_state=7)
+    assert x.shape == (n,) and np.all(x >= 0) and np.all(x <= sp.max_eigenvalue * (1 + 1e-12))
+    for loc, m in sp.atoms:  # each atom's frequency within 4.5 binomial standard errors
+        frac = np.mean(x == loc)
+        assert abs(frac - m) < 4.5 * np.sqrt(m * (1 - m) / n) + 1e-12, (loc, m, frac)
+    assert _ks_atoms(sp, x) < 1.63 / np.sqrt(n)  # the KS 1% critical value
+    np.testing.assert_array_equal(sp.rvs(5, random_state=3), sp.rvs(5, random_state=np.random.default_rng(3)))
+    assert sp.rvs((2, 3), random_state=np.random.RandomState(0)).shape == (2, 3)
+    assert np.isscalar(sp.rvs(random_state=1))
+
+
+def test_scipy_verbs_agree_with_each_other():
+    sp = jacobian_spectrum("tanh", 4, q_star=0.5)
+    assert sp.median() == pytest.approx(float(sp.ppf(0.5)), rel=1e-14)
+    lo, hi = sp.interval(0.9)
+    assert sp.cdf(lo) == pytest.approx(0.05, abs=1e-9) and sp.cdf(hi) == pytest.approx(0.95, abs=1e-9)
+    assert sp.std() ** 2 == pytest.approx(sp.var(), rel=1e-12)
+    assert sp.mean() == pytest.approx(sp.moment(1), rel=1e-12)
+    assert sp.var() == pytest.approx(sp.moment(2) - sp.moment(1) ** 2, rel=1e-9)
+    x = np.array([0.01, 0.5, 2.0, 4.0])
+    np.testing.assert_allclose(sp.sf(x), 1 - sp.cdf(x), atol=1e-15)
+    np.testing.assert_allclose(sp.logpdf(x), np.log(sp.pdf(x)), rtol=1e-12)
+    assert sp.support() == (0.0, sp.max_eigenvalue) and sp.ppf(1.0) == sp.max_eigenvalue
+    assert sp.ppf(0.0) == 0.0 and sp.cdf(-1.0) == 0.0 and sp.pdf(-1.0) == 0.0 and sp.sf(-1.0) == 1.0
+    assert sp.log_moment(3) == pytest.approx(np.log(sp.moment(3)), rel=1e-12)
+    assert sp.log_var() == pytest.approx(np.log(sp.var()), rel=1e-12)
+    uni = universal_spectrum("smooth", 0.25)  # a bulk away from 0: the support starts at its lower edge
+    assert uni.support()[0] == pytest.approx(0.567**2, abs=2e-3) and uni.cdf(uni.support()[0] * 0.999) == 0.0
+
+
+def test_views_log_eigenvalues_and_singular_values():
+    sp = jacobian_spectrum("hard_tanh", 5, q_star=0.2)
+    lam = np.array([1e-3, 0.1, 0.5, 1.0])
+    np.testing.assert_allclose(sp.log_eigenvalues.cdf(np.log(lam)), sp.cdf(lam), atol=1e-15)
+    np.testing.assert_allclose(sp.log_eigenvalues.pdf(np.log(lam)), lam * sp.pdf(lam), rtol=1e-12)
+    s = np.sqrt(lam)
+    np.testing.assert_allclose(sp.singular_values.cdf(s), sp.cdf(lam), atol=1e-15)
+    np.testing.assert_allclose(sp.singular_values.pdf(s), 2 * s * sp.pdf(lam), rtol=1e-12)
+    neg = sp.singular_values.pdf(np.array([-2.0, -1e-300, 0.0]))
+    assert np.all(neg == 0.0) and sp.singular_values.pdf(-1.0) == 0.0
+    p = np.array([0.01, 0.3, 0.9, 0.99])
+    np.testing.assert_allclose(sp.singular_values.ppf(p) ** 2, sp.ppf(p), rtol=1e-12)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(sp.log_eigenvalues.ppf(p), np.log(sp.ppf(p)), rtol=1e-12)
+    assert sp.log_eigenvalues.ppf(0.01) == -np.inf  # inside the atom at 0 (mass 0.025)
+    assert sp.log_eigenvalues.support()[0] == -np.inf
+    assert sp.singular_values.support()[1] == pytest.approx(np.sqrt(sp.max_eigenvalue), rel=1e-14)
+    assert sp.log_eigenvalues.atoms[0] == (-np.inf, sp.zero_mass)
+    assert sp.singular_values.atoms[1][0] == pytest.approx(np.sqrt(sp.atoms[1][0]), rel=1e-14)
+
+
+class _LogUniformWithAtoms(isometry.Spectrum):
+    """A law written only through the hooks: atoms at 0 (0.2) and e (0.1), log lambda ~ U[-3, 2] (0.7)."""
+
+    def _atoms_log(self):
+        return ((-np.inf, 0.2), (1.0, 0.1))
+
+    def _support_log(self):
+        return (-3.0, 2.0)
+
+    def _pdf_log(self, t):
+        return np.where((t >= -3) & (t <= 2), 0.7 / 5.0, 0.0)
+
+    def _cdf_log(self, t):
+        return 0.2 + 0.7 * np.clip((t + 3.0) / 5.0, 0.0, 1.0) + np.where(t >= 1.0, 0.1, 0.0)
+
+
+def test_a_new_law_needs_only_the_hooks():
+    law = _LogUniformWithAtoms()
+    for k in (1, 2, 3):
+        exact = 0.1 * np.e**k + 0.7 * (np.exp(2 * k) - np.exp(-3 * k)) / (5 * k)
+        assert law.moment(k) == pytest.approx(exact, rel=1e-10)
+    m1, m2 = law.moment(1), law.moment(2)
+    assert law.var() == pytest.approx(m2 - m1**2, rel=1e-10)
+    assert law.ppf(0.1) == 0.0 and law.ppf(0.2) == 0.0
+    assert law.ppf(0.2 + 0.7 * 0.8) == pytest.approx(np.exp(1.0), rel=1e-12)  # at the atom's left limit
+    assert law.ppf(0.2 + 0.7 * 0.8 + 0.05) == pytest.approx(np.exp(1.0), rel=1e-12)  # inside its jump
+    assert law.ppf(0.55) == pytest.approx(np.exp(-3 + 5 * 0.35 / 0.7), rel=1e-12)
+    x = law.rvs(3000, random_state=0)
+    assert abs(np.mean(x == 0) - 0.2) < 0.035 and abs(np.mean(x == np.e) - 0.1) < 0.025
+    assert _ks_atoms(law, x) < 1.63 / np.sqrt(x.size)
+    assert law.support() == (0.0, np.exp(2.0)) and law.zero_mass == 0.2
+    assert law.continuous_mass == pytest.approx(0.7)
+
+
+def test_universal_is_a_proper_subclass():
+    uni = universal_spectrum("bernoulli", 0.5)
+    assert isinstance(uni, isometry.Spectrum) and not isinstance(uni, isometry.JacobianSpectrum)
+    assert isinstance(uni, isometry.UniversalSpectrum)
+    assert not hasattr(uni, "activation") and not hasattr(uni, "depth")
+    d = uni.to_dict()
+    assert d["kind"] == "bernoulli" and d["sigma0_2"] == 0.5 and d["mean"] == pytest.approx(1.0)
+    assert d["atoms"] == [[pytest.approx(np.exp(0.5)), pytest.approx(0.5)]]
+
+
+@pytest.mark.parametrize("bad,exc", [(True, TypeError), ("x", TypeError), (np.nan, ValueError), (1.5, ValueError)])
+def test_bad_input_to_the_verbs(bad, exc):
+    sp = jacobian_spectrum("tanh", 3, q_star=0.5)
+    with pytest.raises(exc):
+        sp.ppf(bad)
+    with pytest.raises((TypeError, ValueError)):
+        sp.moment(bad)
+    with pytest.raises((TypeError, ValueError)):
+        sp.interval(bad)
+
+
+def test_bad_input_elsewhere():
+    sp = jacobian_spectrum("tanh", 3, q_star=0.5)
+    with pytest.raises(TypeError):
+        sp.pdf("x")
+    with pytest.raises(ValueError, match="x must not be NaN"):
+        sp.cdf([0.5, np.nan])
+    with pytest.raises(ValueError, match="order"):
+        sp.moment(21)
+    with pytest.raises(ValueError, match="size"):
+        sp.rvs(-1)
+    with pytest.raises(TypeError, match="depth"):
+        jacobian_spectrum("tanh", True, q_star=0.5)
+    with pytest.raises(TypeError, match="q_star"):
+        jacobian_spectrum("tanh", 3, q_star=True)
+    with pytest.raises(ValueError, match="depth"):
+        jacobian_spectrum("tanh", 2.5, q_star=0.5)
+    with pytest.raises(ValueError, match="depth"):
+        jacobian_spectrum("tanh", 10**7 + 1, q_star=0.5)
+
+
+@pytest.mark.parametrize("act,q,w", [("tanh", 1e-3, "orthogonal"), ("erf", 1.0, "gaussian"), ("relu", 1.0, "orthogonal"),
+                                     ("linear", 1.0, "gaussian"), ("silu", 0.5, "orthogonal"),
+                                     ("hard_tanh", 1e-3, "orthogonal")])
+def test_largest_documented_depth(act, q, w):
+    """At depth 1e7 (the top of the documented range) the law has its bands, a valid cdf and quantiles."""
+    sp = jacobian_spectrum(act, 10**7, q_star=q, weights=w)
+    total = sp.continuous_mass + sum(m for _, m in sp.atoms)
+    assert total == pytest.approx(1.0, abs=1e-4)
+    le = sp.log_eigenvalues
+    lo, hi = le.support()
+    assert np.isfinite(hi)
+    p = np.array([0.1, 0.5, 0.9])
+    t = le.ppf(p)
+    assert np.all(np.diff(t[np.isfinite(t)]) > 0) or sp.continuous_mass < 1e-9
+    fin = np.isfinite(t) & ~np.isin(t, [a for a, _ in le.atoms])
+    np.testing.assert_allclose(le.cdf(t[fin]), p[fin], atol=1e-6)
+    grid = np.linspace(t[np.isfinite(t)].min() - 1.0, hi, 50)
+    F = le.cdf(grid)
+    assert np.all(np.isfinite(F)) and np.all(np.diff(F) >= -1e-9) and le.cdf(hi + 1e-6) == pytest.approx(1.0, abs=1e-4)
+    assert np.all(np.isfinite(le.pdf(grid)))
+
+
+# ----------------------------------------------------------------------- figures
+def _marker_lines(fig):
+    return [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "") and ln.get_xydata().size]
+
+
+def test_plot_atoms_as_markers_and_returns_a_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from isometry.plotting.spectrum import is_heavy_tailed
+
+    sp = jacobian_spectrum("hard_tanh", 5, q_star=0.2)
+    out = tmp_path / "ht.png"
+    fig = sp.plot(path=out)
+    assert out.stat().st_size > 5000 and isinstance(fig, plt.Figure)
+    masses = sorted(float(ln.get_ydata()[0]) for ln in _marker_lines(fig))
+    assert masses == pytest.approx(sorted(m for _, m in sp.atoms))  # every atom a marker at its mass
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and is_heavy_tailed(sp)
+    assert "hard_tanh" in ax.get_title() and "L=5" in ax.get_title() and "orthogonal" in ax.get_title()
+    assert ax.get_ylabel() and fig.get_layout_engine() is not None
+    plt.close(fig)
+    # a density that diverges at its edge (ReLU, L = 2): the axis is cut, no spike dominates
+    fig, ax = plt.subplots()
+    assert jacobian_spectrum("relu", 2, q_star=1.0).plot(ax=ax, log=False) is fig
+    curve = ax.get_lines()[0].get_ydata()
+    assert ax.get_ylim()[1] < 0.2 * np.max(curve[np.isfinite(curve)])
+    plt.close(fig)
+    fig = jacobian_spectrum("tanh", 100, q_star=0.01).plot(log=True, singular_values=False)
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].xaxis.get_minor_formatter().__class__.__name__ == "NullFormatter"
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert len(labels) >= 3  # a narrow range on a log axis still gets readable major labels
+    plt.close(fig)
+
+
+def test_a_law_the_solver_cannot_trace_raises():
+    """erf at q* = 10: phi'(h)^2 = exp(-pi h^2 / 2) underflows over much of the Gaussian; the traced bands
+    once held mass 1.001-1.05 silently. Now the masses are checked against 1 - atoms."""
+    sp = jacobian_spectrum("erf", 100, q_star=10.0)
+    assert sp.mean() == pytest.approx(1.0)  # the moments do not need the bands
+    with pytest.raises(ValueError, match="could not be traced"):
+        sp.cdf(1.0)

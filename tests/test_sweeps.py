@@ -1,4 +1,5 @@
-"""Sweeps (issue 8): local and Ray engines, identical results, resume after kill -9, no duplicates."""
+"""Sweeps: local, sequential and Ray engines, identical results, resume after kill -9, no duplicates,
+a torch-free driver."""
 
 from __future__ import annotations
 
@@ -50,8 +51,14 @@ def test_run_key_and_bad_input(tmp_path):
         run_tasks([{"x": 1}], fake_task, tmp_path, max_parallel=0)
     with pytest.raises(ValueError, match="num_gpus"):
         run_tasks([{"x": 1}], fake_task, tmp_path, num_gpus=-1)
+    with pytest.raises(ValueError, match="num_gpus is for engine='ray' only"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, num_gpus=1)
+    with pytest.raises(ValueError, match="num_cpus"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, num_cpus=True)
     with pytest.raises(ValueError, match="address"):
         run_tasks([{"x": 1}], fake_task, tmp_path, address="auto")
+    with pytest.raises(ValueError, match="address"):
+        run_tasks([{"x": 1}], fake_task, tmp_path, engine="sequential", address="auto")
     with pytest.raises(ValueError, match="run id"):
         run_key({"run_id": "../x"})
 
@@ -76,6 +83,39 @@ def test_local_engine_skips_dedups_retries_crashes_and_reports_failures(tmp_path
             assert json.load(fh)["value"] == c["x"] ** 2
     again = run_tasks(grid, fake_task, out, engine="local", max_parallel=2, progress=False)
     assert (again.skipped, again.completed, list(again.failed)) == (7, (), [run_key(grid[7])])
+
+
+def test_sequential_engine_runs_in_this_process(tmp_path):
+    grid = [{"x": i} for i in range(3)] + [{"x": 7, "fail": True}]
+    for kw in ({"engine": "sequential"}, {"engine": "local", "max_parallel": 1}):
+        out = tmp_path / kw["engine"]
+        res = run_tasks(grid, fake_task, out, progress=False, **kw)
+        assert (res.total, res.skipped, len(res.completed), res.workers) == (4, 0, 3, 1)
+        assert "ValueError: bad config 7" in res.failed[run_key(grid[3])]
+        for c in grid[:3]:
+            with open(os.path.join(out, "runs", f"{run_key(c)}.json")) as fh:
+                assert json.load(fh)["pid"] == os.getpid()
+        assert run_tasks(grid, fake_task, out, progress=False, **kw).skipped == 3
+
+
+def test_importing_sweeps_and_the_experiment_driver_needs_no_torch(tmp_path):
+    code = f"""
+import sys
+sys.modules["torch"] = None  # any import of torch now fails
+import isometry.sweeps as S
+import isometry.experiments as E
+assert S.record_exists({str(tmp_path)!r}, "abc") is False
+S.write_record({str(tmp_path)!r}, {{"run_id": "abc", "value": float("nan")}})
+assert S.record_exists({str(tmp_path)!r}, "abc") and S.load_record({str(tmp_path)!r}, "abc")["value"] is None
+grid = E.experiment_grid("E1", quick=True)
+assert len(grid) == 24 and E.summarise({str(tmp_path)!r}, grid) == []
+try:
+    E.run_one
+except ImportError:
+    print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
 
 
 def test_second_driver_on_the_same_directory_is_refused(tmp_path):
@@ -113,16 +153,25 @@ def test_unreachable_ray_address_fails_fast(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--experiment", "E2", "--address", "auto"], "--address needs --engine ray"),
-    (["--experiment", "E2", "--num-gpus", "1"], "--num-gpus 1 needs --engine ray"),
-    (["--experiment", "E2", "--max-parallel", "0"], "--max-parallel must be an integer >= 1"),
+    (["--experiment", "E2", "--address", "auto"], "address is for engine='ray' only"),
+    (["--experiment", "E2", "--num-gpus", "1"], "num_gpus is for engine='ray' only"),
+    (["--experiment", "E2", "--max-parallel", "0"], "max_parallel must be an integer >= 1"),
+    (["--experiment", "E2", "--retries", "-1"], "retries must be an integer >= 0"),
     (["--experiment", "E2", "--engine", "dask"], "invalid choice"),
-    (["--experiment", "E2", "--paper-scale"], "cifar10 needs --data-dir"),
+    (["--experiment", "E2", "--paper-scale"], "data='cifar10' needs data_dir"),
+    (["--experiment", "E2", "--device", "cuda:x"], "device must be"),
+    (["--grid", "GRID", "--quick"], "quick choose a named experiment's grid"),
+    (["--grid", "BADGRID"], "entry 0: unknown run configuration field(s) lr"),
+    (["--grid", "NOFILE"], "No such file"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     from isometry.cli import main
 
-    assert main(["sweep", *argv, "--out", str(tmp_path)]) == 2
+    files = {"GRID": [{"data": "digits"}], "BADGRID": [{"data": "digits", "lr": 0.1}]}
+    for name, content in files.items():
+        (tmp_path / name).write_text(json.dumps(content))
+    argv = [str(tmp_path / a) if a in files else str(tmp_path / "nope.json") if a == "NOFILE" else a for a in argv]
+    assert main(["sweep", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
 
@@ -151,27 +200,44 @@ def _strip(rec: dict) -> dict:
 
 
 def _records(out_dir) -> dict[str, dict]:
-    from isometry.experiments import records
+    from isometry.sweeps import load_records
 
-    return {r["run_id"]: r for r in records.load_records(out_dir)}
+    return {r["run_id"]: r for r in load_records(out_dir)}
 
 
+@pytest.mark.slow
+def test_local_pool_and_sequential_engines_give_identical_records(tmp_path):
+    from isometry.experiments import run_experiment
+
+    grid = _tiny_grid(3)
+    ids = sorted(c.run_id for c in grid)
+    seq = run_experiment(grid, tmp_path / "seq", engine="sequential", progress=False)
+    pool = run_experiment(grid, tmp_path / "pool", engine="local", max_parallel=2, progress=False)
+    assert seq.ok and pool.ok and (pool.sweep.workers, len(pool.sweep.completed)) == (2, 3), pool
+    a, b = _records(tmp_path / "seq"), _records(tmp_path / "pool")
+    assert sorted(a) == sorted(b) == ids
+    for rid in ids:
+        assert _strip(a[rid]) == _strip(b[rid])
+    assert [r["run_id"] for r in seq.rows] == [r["run_id"] for r in pool.rows]
+
+
+@pytest.mark.slow
 def test_ray_and_local_engines_give_identical_records(tmp_path):
     ray = pytest.importorskip("ray")
-    from isometry.sweeps import sweep_configs
+    from isometry.experiments import run_experiment
 
     grid = _tiny_grid(4)
     ids = sorted(c.run_id for c in grid)
-    res_local = sweep_configs(grid, tmp_path / "local", engine="local", max_parallel=1, progress=False)
-    assert res_local.ok and len(res_local.completed) == 4, res_local
+    res_local = run_experiment(grid, tmp_path / "local", engine="sequential", progress=False)
+    assert res_local.ok and len(res_local.sweep.completed) == 4, res_local
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
     try:
-        res_ray = sweep_configs(grid, tmp_path / "ray", engine="ray", max_parallel=2, num_cpus=1, progress=False)
+        res_ray = run_experiment(grid, tmp_path / "ray", engine="ray", max_parallel=2, num_cpus=1, progress=False)
         assert ray.is_initialized()  # a cluster the caller started is left to the caller
     finally:
         ray.shutdown()
-    assert res_ray.ok and (res_ray.engine, len(res_ray.completed)) == ("ray", 4), res_ray
+    assert res_ray.ok and (res_ray.sweep.engine, len(res_ray.sweep.completed)) == ("ray", 4), res_ray
     loc, ray_recs = _records(tmp_path / "local"), _records(tmp_path / "ray")
     assert sorted(loc) == sorted(ray_recs) == ids
     for rid in ids:
@@ -197,9 +263,10 @@ def _group_alive(pgid: int) -> list[int]:
     return alive
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc to watch the worker processes")
 def test_kill_driver_then_resume_runs_every_config_exactly_once(tmp_path):
-    from isometry.experiments import records
+    from isometry.sweeps import records
 
     grid = _tiny_grid(8, steps=200)
     grid_file = tmp_path / "grid.json"
@@ -207,7 +274,7 @@ def test_kill_driver_then_resume_runs_every_config_exactly_once(tmp_path):
     out = tmp_path / "out"
     ids = sorted(c.run_id for c in grid)
     cmd = [sys.executable, "-m", "isometry.cli", "sweep", "--grid", str(grid_file), "--out", str(out),
-           "--max-parallel", "1", "--no-progress"]
+           "--max-parallel", "2", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -1,6 +1,14 @@
 """isometry: dynamical isometry in deep networks (Pennington, Schoenholz & Ganguli, NIPS 2017).
 
-The whole public API is re-exported here; importing ``isometry`` never imports torch.
+The whole public API is re-exported here; importing ``isometry`` never imports torch
+(``isometry.torch`` is a separate subpackage, imported only when torch is installed).
+
+* activations: :func:`get_activation`, :class:`Activation`, :data:`ACTIVATIONS`;
+* mean field: :func:`q_star`, :func:`chi`, :func:`critical_point`, :func:`phase_diagram`, ...;
+* free-probability spectra of J J^T: :func:`jacobian_spectrum`, :func:`universal_spectrum`
+  (laws with the scipy.stats verbs), :func:`jacobian_variance`, :func:`q_star_for_variance`;
+* random networks: :func:`empirical_eigenvalues`, :func:`compare`;
+* kernel shaping (DKS/TAT): :func:`dks_transform`, :func:`tat_transform`.
 """
 
 from .activations import ACTIVATIONS, Activation, get_activation
@@ -22,8 +30,21 @@ from .meanfield import (
     xi_c,
     xi_q,
 )
+from .spectrum import (
+    JacobianSpectrum,
+    Spectrum,
+    UniversalSpectrum,
+    WeightLaw,
+    jacobian_spectrum,
+    jacobian_variance,
+    q_star_for_variance,
+    universal_spectrum,
+    weight_law,
+)
+from .empirical import Comparison, compare, empirical_eigenvalues, haar_orthogonal, log_singular_values
+from .shaping import KernelShaping, ShapingIsometry, dks_transform, tat_transform
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ACTIVATIONS",
@@ -45,23 +66,22 @@ __all__ = [
     "q_star",
     "xi_c",
     "xi_q",
+    "JacobianSpectrum",
+    "Spectrum",
+    "UniversalSpectrum",
+    "WeightLaw",
+    "jacobian_spectrum",
+    "jacobian_variance",
+    "q_star_for_variance",
+    "universal_spectrum",
+    "weight_law",
+    "Comparison",
+    "compare",
+    "empirical_eigenvalues",
+    "haar_orthogonal",
+    "log_singular_values",
+    "KernelShaping",
+    "ShapingIsometry",
+    "dks_transform",
+    "tat_transform",
 ]
-
-# --- spectrum (issue 3): free-probability Jacobian spectra -------------------------------
-from .spectrum import (  # noqa: E402
-    JacobianSpectrum,
-    WeightLaw,
-    jacobian_spectrum,
-    q_star_for_variance,
-    universal_spectrum,
-    weight_law,
-)
-
-__all__ += ["JacobianSpectrum", "WeightLaw", "jacobian_spectrum", "q_star_for_variance", "universal_spectrum", "weight_law"]
-
-# --- empirical (issue 4): random-network spectra and theory-vs-simulation ------------------
-from .empirical import Comparison, compare, empirical_spectrum, haar_orthogonal, log_singular_values  # noqa: E402
-
-__all__ += ["Comparison", "compare", "empirical_spectrum", "haar_orthogonal", "log_singular_values"]
-
-# (isometry.torch is a separate subpackage, imported only when torch is installed)

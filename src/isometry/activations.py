@@ -263,7 +263,7 @@ def _gelu() -> Activation:
     )
 
 
-def _elu(alpha: float = 1.0, scale: float = 1.0, name: str = "elu") -> Activation:
+def _elu(alpha: float = 1.0, scale: float = 1.0, name: str = "elu", torch_module=None) -> Activation:
     a = float(alpha)
     if not (np.isfinite(a) and a > 0):
         raise ValueError(f"elu alpha must be > 0, got {alpha!r}")
@@ -279,13 +279,17 @@ def _elu(alpha: float = 1.0, scale: float = 1.0, name: str = "elu") -> Activatio
     def dphi_c(h):
         return np.where(h.real > 0, scale + 0 * h, scale * a * np.exp(h))
 
-    module = ("torch.nn", "SELU", {}) if name == "selu" else ("torch.nn", "ELU", {"alpha": a})
-    return Activation(name, phi=phi, dphi=dphi, kinks=(0.0,), params={"alpha": a} if name == "elu" and a != 1.0 else {},
-                      dphi_complex=dphi_c, dphi_strip=np.inf, torch_module=module)
+    if torch_module is None:  # the parametrised ELU
+        torch_module = ("torch.nn", "ELU", {"alpha": a})
+        params = {"alpha": a} if a != 1.0 else {}
+    else:
+        params = {}
+    return Activation(name, phi=phi, dphi=dphi, kinks=(0.0,), params=params,
+                      dphi_complex=dphi_c, dphi_strip=np.inf, torch_module=torch_module)
 
 
 def _selu() -> Activation:
-    return _elu(SELU_ALPHA, SELU_SCALE, "selu")
+    return _elu(SELU_ALPHA, SELU_SCALE, "selu", torch_module=("torch.nn", "SELU", {}))
 
 
 def _softplus() -> Activation:
@@ -303,7 +307,7 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "shifted_relu": _shifted_relu,
     "silu": _silu,
     "gelu": _gelu,
-    "elu": _elu,
+    "elu": lambda alpha=1.0: _elu(alpha),
     "selu": _selu,
     "softplus": _softplus,
     "sigmoid": _sigmoid,
@@ -322,6 +326,57 @@ def complex_step_derivative(phi: ArrayFn, h: float = 1e-30) -> ArrayFn:
     return dphi
 
 
+# irregular points (no pattern a sorting or centring function could keep) for the checks below
+_PROBE = np.sort(np.random.default_rng(20170601).uniform(-3.3, 3.1, 48))
+_RANGE = np.linspace(-10.0, 10.0, 401) + 0.0123
+
+
+def _quiet(fn: ArrayFn) -> ArrayFn:
+    """``fn`` with NumPy's floating-point warnings off: non-finite values are reported by the checks."""
+
+    def wrapped(h):
+        with np.errstate(all="ignore"):
+            return fn(h)
+
+    return wrapped
+
+
+def _check_elementwise(fn: ArrayFn, name: str, what: str, complex_input: bool = False) -> None:
+    """Refuse a callable that is not applied element by element (the mean field needs phi(h_i) per unit)."""
+    x = _PROBE + (1e-3j if complex_input else 0.0)
+    try:
+        whole = np.asarray(fn(x))
+        single = np.array([np.asarray(fn(x[i : i + 1])).ravel()[0] for i in range(x.size)])
+        square = np.asarray(fn(x.reshape(6, 8)))
+    except Exception as exc:
+        raise ValueError(f"activation {name!r}: {what} fails on an array of values ({type(exc).__name__}: {exc})") from None
+    if whole.shape != x.shape or square.shape != (6, 8):
+        raise ValueError(f"activation {name!r}: {what} must return an array of its input's shape (elementwise), "
+                         f"got shape {whole.shape} for input {x.shape}")
+    ok = np.isclose(whole, single, rtol=1e-12, atol=1e-300, equal_nan=True)
+    ok &= np.isclose(square.ravel(), whole, rtol=1e-12, atol=1e-300, equal_nan=True)
+    if not np.all(ok):
+        i = int(np.flatnonzero(~ok)[0])
+        raise ValueError(
+            f"activation {name!r}: {what} is not elementwise: on a vector it gives {complex(whole[i]):.6g} at "
+            f"h={x[i].real:.4g}, applied to that value alone {complex(single[i]):.6g}"
+        )
+
+
+def _check_finite(fn: ArrayFn, name: str, what: str) -> None:
+    v = np.asarray(fn(_RANGE), dtype=float)
+    bad = ~np.isfinite(v)
+    if np.any(bad):
+        xs = _RANGE[bad]
+        raise ValueError(f"activation {name!r}: {what} is not finite at h in [{xs.min():.4g}, {xs.max():.4g}] "
+                         f"(e.g. h={xs[0]:.4g}); it must be finite on the real line")
+
+
+def _fd_derivative(phi: ArrayFn, x: np.ndarray) -> np.ndarray:
+    e = 1e-3
+    return (-phi(x + 2 * e) + 8 * phi(x + e) - 8 * phi(x - e) + phi(x - 2 * e)) / (12 * e)
+
+
 def _checked_derivative(phi: ArrayFn, name: str) -> ArrayFn:
     """Complex-step derivative, verified against a 4th-order central difference."""
     x = np.linspace(-3.1, 2.9, 41)
@@ -333,9 +388,7 @@ def _checked_derivative(phi: ArrayFn, name: str) -> ArrayFn:
         raise ValueError(
             f"activation {name!r}: cannot differentiate it automatically ({exc}); pass its derivative as dphi="
         ) from None
-    e = 1e-3
-    fd = (-phi(x + 2 * e) + 8 * phi(x + e) - 8 * phi(x - e) + phi(x - 2 * e)) / (12 * e)
-    if cs.shape != x.shape or not np.allclose(cs, fd, rtol=1e-4, atol=1e-6):
+    if cs.shape != x.shape or not np.allclose(cs, _fd_derivative(phi, x), rtol=1e-4, atol=1e-6):
         raise ValueError(
             f"activation {name!r}: the complex-step derivative disagrees with finite differences "
             "(phi is not analytic in its code, e.g. uses abs/maximum); pass its derivative as dphi="
@@ -343,32 +396,139 @@ def _checked_derivative(phi: ArrayFn, name: str) -> ArrayFn:
     return d
 
 
-def get_activation(act: "str | Activation | Callable", dphi: ArrayFn | None = None, **params: Any) -> Activation:
-    """Resolve ``act`` to an :class:`Activation`.
+def _check_given_derivative(phi: ArrayFn, dphi: ArrayFn, kinks: tuple[float, ...], name: str) -> None:
+    """A user's phi' must agree with finite differences of phi away from the declared kinks."""
+    x = _PROBE
+    if kinks:
+        x = x[np.min(np.abs(x[:, None] - np.asarray(kinks)[None, :]), axis=1) > 1e-2]
+    fd = _fd_derivative(phi, x)
+    d = np.asarray(dphi(x), dtype=float)
+    bad = ~np.isclose(d, fd, rtol=1e-4, atol=1e-6)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"activation {name!r}: dphi({x[i]:.4g}) = {d[i]:.6g} but finite differences of phi give {fd[i]:.6g}; "
+            "pass the derivative of phi (and its kinks= where phi' jumps)"
+        )
+
+
+def _complex_dphi(dphi: ArrayFn, fn, name: str) -> ArrayFn:
+    """``fn`` as phi' for complex h, checked to accept complex input, to agree with ``dphi`` (phi' on
+    the real line) and to be elementwise."""
+    if not callable(fn):
+        raise TypeError(f"dphi_complex must be True or a callable, got {fn!r}")
+    x = _PROBE
+
+    def f(h):
+        return np.asarray(fn(h), dtype=complex)
+
+    try:
+        with np.errstate(all="ignore"):
+            vc = f(x + 0j)
+            vi = f(x + 1e-3j)
+    except Exception as exc:
+        raise ValueError(f"activation {name!r}: dphi_complex fails on complex input ({type(exc).__name__}: {exc})") from None
+    if vc.shape != x.shape or not np.allclose(vc.real, dphi(x), rtol=1e-12, atol=1e-14) or np.all(vi.imag == 0):
+        raise ValueError(f"activation {name!r}: dphi_complex must accept complex h and equal dphi on the real line")
+    _check_elementwise(f, name, "dphi_complex", complex_input=True)
+    return _quiet(f)
+
+
+def get_activation(
+    activation: "str | Activation | Callable",
+    dphi: ArrayFn | None = None,
+    *,
+    name: str | None = None,
+    kinks=(),
+    dphi_complex: "bool | ArrayFn | None" = None,
+    dphi_strip: float | None = None,
+    **params: Any,
+) -> Activation:
+    """Resolve ``activation`` to an :class:`Activation`.
+
+    Args:
+        activation: a registry name (see :data:`ACTIVATIONS`; parameters such as ``alpha=``
+            as keywords), an :class:`Activation` (returned as is), or a callable phi acting
+            elementwise on NumPy arrays.
+        dphi: phi' of a callable (default: complex-step derivative of phi, checked against
+            finite differences). A given phi' is checked against finite differences of phi.
+        name: the name of a callable activation (default its ``__name__``).
+        kinks: points where phi' of a callable jumps (quadrature panel breaks).
+        dphi_complex: for a callable with ``dphi``: True when ``dphi`` accepts complex h (or a
+            separate complex-safe phi'), analytic for |Im h| < ``dphi_strip`` (default 0.5).
+            The law of D^2 then integrates along a complex contour, which resolves the
+            spectrum's density exactly on its support (otherwise: the real axis only).
+
+    A callable must be elementwise (checked: phi on a vector equals phi on each value) and
+    finite on the real line (checked on [-10, 10]).
 
     >>> get_activation("leaky_relu", alpha=0.2).d2_atoms(1.0)[0]
     array([0.04, 1.  ])
-    >>> act = get_activation(np.sin)        # derivative by complex step
+    >>> a = get_activation(np.sin)                      # derivative by complex step
+    >>> b = get_activation(np.tanh, dphi=lambda h: 1 / np.cosh(h) ** 2, dphi_complex=True, dphi_strip=1.5)
     """
-    if isinstance(act, Activation):
-        if params or dphi is not None:
+    custom_only = {"name": name, "dphi_complex": dphi_complex, "dphi_strip": dphi_strip}
+    given = sorted(k for k, v in custom_only.items() if v is not None) + (["kinks"] if tuple(kinks) else [])
+    if isinstance(activation, Activation):
+        if params or dphi is not None or given:
             raise ValueError("parameters cannot be given with an Activation instance")
-        return act
-    if isinstance(act, str):
-        key = act.strip().lower().replace("-", "_")
+        return activation
+    if isinstance(activation, str):
+        if dphi is not None or given:
+            raise ValueError(f"dphi, {', '.join(given) or 'name, kinks'} are for callables, not the registry name "
+                             f"{activation!r}")
+        key = activation.strip().lower().replace("-", "_")
         key = _ALIASES.get(key, key)
         if key not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {act!r}; valid names: {', '.join(ACTIVATIONS)}")
+            raise ValueError(f"unknown activation {activation!r}; valid names: {', '.join(ACTIVATIONS)}")
         try:
             return ACTIVATIONS[key](**params)
         except TypeError:
             raise ValueError(f"activation {key!r} does not take parameters {sorted(params)}") from None
-    if callable(act):
-        name = params.pop("name", getattr(act, "__name__", "custom"))
-        kinks = tuple(float(k) for k in params.pop("kinks", ()))
+    if callable(activation):
+        label = str(name if name is not None else getattr(activation, "__name__", "custom"))
         if params:
             raise ValueError(f"unexpected parameters for a custom activation: {sorted(params)}")
-        phi = act
-        d = dphi if dphi is not None else _checked_derivative(phi, name)
-        return Activation(str(name), phi=lambda h: np.asarray(phi(np.asarray(h, float)), float), dphi=d, kinks=kinks)
-    raise ValueError(f"activation must be a name, an Activation or a callable, got {type(act).__name__}")
+        try:
+            kink_t = tuple(float(k) for k in kinks)
+        except (TypeError, ValueError):
+            raise TypeError(f"kinks must be a sequence of numbers, got {kinks!r}") from None
+        user_phi = activation
+
+        def phi(h):
+            return np.asarray(user_phi(np.asarray(h, float)), float)
+
+        phi = _quiet(phi)
+        _check_elementwise(_quiet(user_phi), label, "phi")
+        _check_finite(phi, label, "phi")
+        if dphi is None:
+            if dphi_complex is not None or dphi_strip is not None:
+                raise ValueError("dphi_complex and dphi_strip need dphi (a phi' that accepts complex input)")
+            raw = _quiet(user_phi)
+            cs = _checked_derivative(raw, label)
+
+            def d(h):
+                return np.asarray(cs(h), float)
+        else:
+            if not callable(dphi):
+                raise TypeError(f"dphi must be a callable, got {dphi!r}")
+            user_dphi = dphi
+            _check_elementwise(_quiet(user_dphi), label, "dphi")
+
+            def d(h):
+                return np.asarray(user_dphi(np.asarray(h, float)), float)
+
+            d = _quiet(d)
+            _check_finite(d, label, "dphi")
+            _check_given_derivative(phi, d, kink_t, label)
+        _check_finite(d, label, "phi'")
+        dc, strip = None, 0.0
+        if dphi_complex is not None and dphi_complex is not False:
+            dc = _complex_dphi(d, user_dphi if dphi_complex is True else dphi_complex, label)
+            strip = 0.5 if dphi_strip is None else float(dphi_strip)
+            if not strip > 0:
+                raise ValueError(f"dphi_strip must be > 0 (the half-width of the strip of analyticity), got {dphi_strip!r}")
+        elif dphi_strip is not None:
+            raise ValueError("dphi_strip needs dphi_complex")
+        return Activation(label, phi=phi, dphi=d, kinks=kink_t, dphi_complex=dc, dphi_strip=strip)
+    raise TypeError(f"activation must be a name, an Activation or a callable, got {type(activation).__name__}")

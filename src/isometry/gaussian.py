@@ -29,9 +29,17 @@ _BASE_BREAKS = tuple(
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
+@lru_cache(maxsize=16)
+def _leggauss(order: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = leggauss(order)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
+
+
 def legendre_panels(breaks: np.ndarray, order: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Composite Gauss-Legendre nodes and weights (unit weight function) on the panels between ``breaks``."""
-    x, w = leggauss(order)
+    x, w = _leggauss(int(order))
     a, b = breaks[:-1, None], breaks[1:, None]
     z = (0.5 * (a + b) + 0.5 * (b - a) * x).ravel()
     wz = (0.5 * (b - a) * w).ravel()

@@ -62,14 +62,44 @@ def resolve_activation(args: argparse.Namespace):
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False, default=_default))
+    """Print ``obj`` as strict JSON (:func:`isometry._io.to_jsonable`: NumPy values made Python,
+    NaN/inf made null)."""
+    from .._io import to_jsonable
+
+    print(json.dumps(to_jsonable(obj), indent=2, allow_nan=False))
 
 
-def _default(o):
-    import numpy as np
+def add_experiment_args(p: argparse.ArgumentParser) -> None:
+    """The grid options of a named training experiment (``train`` and ``sweep``)."""
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="the reduced grid (about a minute; for CI)")
+    size.add_argument("--paper-scale", action="store_true",
+                      help="the paper's sizes: L=200, N=400, CIFAR-10, 1e5 steps (for GPUs)")
+    p.add_argument("--data", choices=("mnist1d", "digits", "cifar10"), default=None,
+                   help="dataset (default: digits at CPU sizes, cifar10 at paper scale)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="directory holding the CIFAR-10 python batches (data_batch_1..5, test_batch)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per setting (default: the grid's)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the grid's)")
+    p.add_argument("--target", type=float, default=None, metavar="ACC",
+                   help="target test accuracy in (0, 1] (default: per dataset)")
 
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    raise TypeError(type(o).__name__)
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """How the runs are executed (:func:`isometry.sweeps.run_tasks`)."""
+    p.add_argument("--engine", choices=("local", "ray", "sequential"), default="local",
+                   help="local: a process pool on this machine (one worker: in this process); ray: Ray core tasks; "
+                        "sequential: one run after the other in this process")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="runs in flight at once (default: CPUs / --num-cpus locally, what the cluster fits on Ray)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join: 'auto', 'HOST:6379' or 'ray://HOST:10001' (default: start a local one)")
+    p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs (and BLAS/torch threads) per run")
+    p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per run on Ray (fractions share a GPU)")
+    p.add_argument("--retries", type=int, default=2, help="restarts of a run whose worker died")
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict:
+    """The execution options of :func:`add_engine_args` as keyword arguments."""
+    return dict(engine=args.engine, max_parallel=args.max_parallel, address=args.address, num_cpus=args.num_cpus,
+                num_gpus=args.num_gpus, retries=args.retries)

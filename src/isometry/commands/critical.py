@@ -1,4 +1,4 @@
-"""`isometry critical ACT --q-star Q [--json]`: the critical point with fixed point q*."""
+"""`isometry critical ACTIVATION --q-star Q [--json]`: the critical point (chi = 1) with fixed point q*."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def run(args) -> int:
 
     act = resolve_activation(args)
     cp = critical_point(act, args.q_star)
-    d = {"activation": act.name, **cp.as_dict()}
+    d = {"activation": act.name, **cp.to_dict()}
     if args.json:
         print_json(d)
     else:

@@ -1,8 +1,16 @@
-"""`isometry empirical ACT --depth L --width N (--q-star Q | --sigma-w2 A --sigma-b2 B) --weights W
-[--samples K] [--seed S] [--stable] [--compare] [-o plot.png] [--log] [--json]`:
-the measured spectrum of J J^T for random networks, optionally against the theory."""
+"""`isometry empirical ACT --depth L --width N (--q-star Q | --sigma-w2 A --sigma-b2 B) [--weights W]
+[--samples K] [--seed S] [--stable] [--compare] [-o plot.png] [--log] [--save eig.npy] [--json]`:
+the measured spectrum of J J^T for random networks, optionally against the theory.
+
+``--save PATH`` writes the eigenvalues (an array of shape (networks, N), NumPy ``.npy`` format)
+to exactly PATH, atomically: on a failure (a full disk) nothing is left under PATH and the error
+names the file and the cause. Requests too large for the machine's memory are refused before
+anything is computed, with the memory they would need.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -16,90 +24,103 @@ def register(sub) -> None:
     add_activation_args(p)
     p.add_argument("--depth", "-L", type=positive_int("--depth"), required=True, help="number of layers L")
     p.add_argument("--width", "-N", type=positive_int("--width"), required=True, help="width N")
-    p.add_argument("--q-star", type=positive_float("--q-star"), default=None, help="critical point with this fixed point q*")
+    p.add_argument("--q-star", type=positive_float("--q-star"), default=None,
+                   help="the critical point (chi = 1) with this fixed point q*")
     p.add_argument("--sigma-w2", type=positive_float("--sigma-w2"), default=None, help="weight variance (with --sigma-b2)")
     p.add_argument("--sigma-b2", type=nonneg_float("--sigma-b2"), default=None, help="bias variance (with --sigma-w2)")
-    p.add_argument("--weights", choices=("orthogonal", "gaussian"), default="orthogonal")
-    p.add_argument("--samples", type=positive_int("--samples"), default=1, help="number of networks (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--q0", type=positive_float("--q0"), default=None,
+                   help="length of the input pre-activation h^0 ~ N(0, q0) (default: the fixed point q*)")
+    p.add_argument("--weights", choices=("orthogonal", "gaussian"), default="orthogonal", help="weight law")
+    p.add_argument("--samples", type=positive_int("--samples"), default=1, help="number of networks")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--stable", action="store_true", help="QR-accumulated product (resolves tiny eigenvalues)")
-    p.add_argument("--floor", type=nonneg_float("--floor"), default=1e-20, help="eigenvalues below count as 0 (default 1e-20)")
+    p.add_argument("--floor", type=nonneg_float("--floor"), default=1e-20, help="eigenvalues below count as 0")
     p.add_argument("--compare", action="store_true", help="compare with isometry.jacobian_spectrum (KS, quantiles, moments)")
     p.add_argument("-o", "--output", default=None, help="save a histogram (with the theory when --compare) to this image")
     p.add_argument("--log", action="store_true", help="log-scale x axis in the plot")
     p.add_argument("--singular-values", action="store_true", help="plot singular values instead of eigenvalues")
-    p.add_argument("--save", default=None, help="save the eigenvalues (networks x N) to this .npy file")
+    p.add_argument("--save", default=None, metavar="PATH",
+                   help="save the eigenvalues (networks x N, NumPy .npy format) to exactly this file")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
 
+def _check_output(path: str | None, flag: str) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    if path is None:
+        return
+    if path == "" or os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a directory, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the writer creates missing folders: check the first existing one
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: cannot write in {parent} (permission denied)")
+
+
 def run(args) -> int:
-    from ..empirical import compare, empirical_spectrum
+    from .._io import atomic_write, to_jsonable
+    from ..empirical import compare, empirical_eigenvalues, memory_estimate
     from ..meanfield import network_parameters
 
     act = resolve_activation(args)
-    if args.q_star is None and (args.sigma_w2 is None or args.sigma_b2 is None):
-        raise ValueError("give --q-star Q, or both --sigma-w2 and --sigma-b2")
-    if args.q_star is not None and (args.sigma_w2 is not None or args.sigma_b2 is not None):
-        raise ValueError("give either --q-star or --sigma-w2/--sigma-b2, not both")
-    kw = {"q_star": args.q_star} if args.q_star is not None else {"sigma_w2": args.sigma_w2, "sigma_b2": args.sigma_b2}
-    sw, sb, q = network_parameters(act, **kw)
-    lam = empirical_spectrum(act, args.depth, args.width, weights=args.weights, n_samples=args.samples, seed=args.seed,
-                             stable=args.stable, **kw).reshape(args.samples, args.width)
+    _check_output(args.save, "--save")
+    _check_output(args.output, "--output")
+    kw = {"q_star": args.q_star, "sigma_w2": args.sigma_w2, "sigma_b2": args.sigma_b2}
+    lam = empirical_eigenvalues(act, args.depth, args.width, weights=args.weights, q0=args.q0, n_samples=args.samples,
+                                seed=args.seed, stable=args.stable, **kw).reshape(args.samples, args.width)
+    if args.q_star is not None:
+        sw, sb, q = network_parameters(act, q_star=args.q_star)
+    else:
+        sw, sb, q = network_parameters(act, sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, q0=args.q0)
     if args.save:
-        np.save(args.save, lam)
+        atomic_write(args.save, lambda fh: np.save(fh, lam))
     pooled = lam.ravel()
     x = np.where(pooled < args.floor, 0.0, pooled)
+    q0 = q if args.q0 is None else args.q0
     out = {
         "activation": act.name, "depth": args.depth, "width": args.width, "weights": args.weights,
-        "sigma_w2": sw, "sigma_b2": sb, "q_star": q, "samples": args.samples, "seed": args.seed, "stable": args.stable,
+        "sigma_w2": sw, "sigma_b2": sb, "q_star": q, "q0": q0, "samples": args.samples, "seed": args.seed,
+        "stable": args.stable, "memory_estimate": memory_estimate(args.width, n_samples=args.samples, weights=args.weights,
+                                                                   stable=args.stable),
         "mean": float(x.mean()), "variance": float(x.var()), "max": float(x.max()), "zero_fraction": float(np.mean(x == 0)),
         "quantiles": {str(p): float(v) for p, v in zip(QUANTILES, np.quantile(x, QUANTILES))},
     }
+    if args.save:
+        out["save"] = args.save
+    config = (f"{act.name}, L = {args.depth}, N = {args.width}, {args.weights} weights, q* = {q:.3g}, "
+              f"{args.samples} network{'s' if args.samples != 1 else ''}")
     cmp = None
     if args.compare:
-        from .. import jacobian_spectrum
+        from ..spectrum import jacobian_spectrum
 
-        theory = jacobian_spectrum(act, args.depth, weights=args.weights, **kw)
+        theory = jacobian_spectrum(act, args.depth, weights=args.weights, q0=args.q0, **kw)
         cmp = compare(theory, lam, floor=args.floor, seed=args.seed)
-        out["comparison"] = cmp.as_dict()
+        out["comparison"] = cmp.to_dict()
     if args.output:
+        from ..plotting import pyplot
+        from ..plotting.empirical import plot_eigenvalues
+
         if cmp is not None:
-            cmp.plot(log=args.log, singular_values=args.singular_values, path=args.output)
+            fig = cmp.plot(path=args.output, log=args.log, singular_values=args.singular_values,
+                           title=f"{config}\nKS = {cmp.ks:.3f}")
         else:
-            _histogram(x, args)
+            fig = plot_eigenvalues(lam, path=args.output, log=args.log, singular_values=args.singular_values,
+                                   floor=args.floor, title=config)
+        pyplot().close(fig)
         out["plot"] = args.output
     if args.json:
-        print_json(out)
+        print_json(to_jsonable(out))
         return 0
     print(f"J J^T of {args.samples} {args.weights} {act.name} network(s), L = {args.depth}, N = {args.width}: "
-          f"sigma_w2 = {sw:.6g}, sigma_b2 = {sb:.6g}, q* = {q:.6g}")
+          f"sigma_w2 = {sw:.6g}, sigma_b2 = {sb:.6g}, q* = {q:.6g}" + (f", q0 = {q0:.6g}" if args.q0 is not None else ""))
     print(f"  mean {out['mean']:.6g}   variance {out['variance']:.6g}   max {out['max']:.6g}   "
           f"fraction < {args.floor:g}: {out['zero_fraction']:.4f}")
     print("  quantiles " + "  ".join(f"{p:g}: {v:.4g}" for p, v in zip(QUANTILES, np.quantile(x, QUANTILES))))
     if cmp is not None:
         print(cmp.table())
+    if args.save:
+        print(f"eigenvalues written to {args.save}")
     if args.output:
         print(f"plot written to {args.output}")
     return 0
-
-
-def _histogram(x: np.ndarray, args) -> None:
-    from ..plotting import _plt, save_figure
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    v = x[x > 0]
-    if args.singular_values:
-        v = np.sqrt(v)
-    if v.size == 0:
-        raise ValueError("no non-zero eigenvalues to plot")
-    if args.log:
-        edges = np.logspace(np.log10(v.min()), np.log10(v.max()), 81)
-        ax.set_xscale("log")
-    else:
-        edges = np.linspace(0.0, v.max(), 81)
-    ax.hist(v, bins=edges, density=not args.log, alpha=0.6)
-    ax.set_xlabel("singular value" if args.singular_values else r"eigenvalue $\lambda$ of $JJ^T$")
-    ax.set_ylabel("count" if args.log else "density")
-    save_figure(fig, args.output)

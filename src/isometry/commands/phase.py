@@ -1,39 +1,73 @@
-"""`isometry phase ACT -o FILE.png`: the order/chaos phase diagram (paper Fig. 1)."""
+"""`isometry phase ACTIVATION [-o FILE.png] [--json]`: the order/chaos phase diagram (paper Fig. 1).
+
+The default sigma_w2 range follows the activation's valid range: for the positively homogeneous
+units (linear, relu, leaky_relu) q* exists only for sigma_w2 < 1 / E[phi(z)^2] (2 for ReLU),
+where their critical point sits, so their range is (1/4, 5/4) of that threshold: the ordered
+phase, the critical point and the start of the region without a fixed point (hatched).
+"""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
 from ._common import add_activation_args, positive_int, print_json, resolve_activation
 
+_JSON_Q_STARS = np.geomspace(1e-4, 10.0, 41)  # 8 points per decade
+
 
 def register(sub) -> None:
-    p = sub.add_parser("phase", help="order/chaos phase diagram with the critical line coloured by q*")
+    p = sub.add_parser("phase", help="order/chaos phase diagram with the critical line coloured by q*",
+                       description="Order/chaos phase diagram (chi = sigma_w2 mu_1(q*)) on a (sigma_w2, sigma_b2) "
+                                   "grid, with the critical line chi = 1 coloured by q*.")
     add_activation_args(p)
-    p.add_argument("-o", "--output", default="phase.png", help="PNG file to write (default phase.png)")
-    p.add_argument("--sigma-w2", nargs=2, type=float, default=(0.5, 3.0), metavar=("MIN", "MAX"))
-    p.add_argument("--sigma-b2", nargs=2, type=float, default=(0.0, 0.25), metavar=("MIN", "MAX"))
+    p.add_argument("-o", "--output", default="phase.png", help="figure to write (PNG, PDF or SVG by suffix)")
+    p.add_argument("--sigma-w2", nargs=2, type=float, default=None, metavar=("MIN", "MAX"),
+                   help="weight-variance range (default: 0.5 3; for linear, relu, leaky_relu 1/4 to 5/4 of the "
+                        "sigma_w2 where q* diverges, e.g. 0.5 2.5 for relu)")
+    p.add_argument("--sigma-b2", nargs=2, type=float, default=None, metavar=("MIN", "MAX"),
+                   help="bias-variance range (default: 0 0.25)")
     p.add_argument("--grid", type=positive_int("--grid"), default=200, help="grid points per axis")
-    p.add_argument("--json", action="store_true", help="also print the critical line as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the critical line inside the grid as JSON (q*, sigma_w2, sigma_b2 per point, "
+                        "q* from 1e-4 to 10); status lines go to stderr")
     p.set_defaults(func=run)
 
 
+def default_sigma_w2_range(activation) -> tuple[float, float]:
+    """(0.5, 3), or for positively homogeneous units (1/4, 5/4) / E[phi(z)^2] (q* exists for sigma_w2 < 1/E[phi^2])."""
+    from ..meanfield import e_phi2
+
+    if activation.homogeneous:
+        c = float(e_phi2(activation, 1.0))
+        return 0.25 / c, 1.25 / c
+    return 0.5, 3.0
+
+
 def run(args) -> int:
-    from ..meanfield import phase_diagram
+    from ..meanfield import critical_line, phase_diagram
     from ..plotting import save_figure
 
-    lo, hi = args.sigma_w2
+    act = resolve_activation(args)
+    lo, hi = args.sigma_w2 if args.sigma_w2 is not None else default_sigma_w2_range(act)
     if not (0 < lo < hi and np.isfinite(hi)):
         raise ValueError(f"--sigma-w2 needs 0 < MIN < MAX, got {lo} {hi}")
-    blo, bhi = args.sigma_b2
+    blo, bhi = args.sigma_b2 if args.sigma_b2 is not None else (0.0, 0.25)
     if not (0 <= blo < bhi and np.isfinite(bhi)):
         raise ValueError(f"--sigma-b2 needs 0 <= MIN < MAX, got {blo} {bhi}")
-    act = resolve_activation(args)
+    if args.grid < 2:
+        raise ValueError(f"--grid needs at least 2 points per axis, got {args.grid}")
     pd = phase_diagram(act, np.linspace(lo, hi, args.grid), np.linspace(blo, bhi, args.grid))
-    fig = pd.plot()
-    save_figure(fig, args.output)
-    print(f"wrote {args.output}")
+    save_figure(pd.plot(), args.output)
+    status = sys.stderr if args.json else sys.stdout
+    print(f"wrote {args.output}", file=status)
     if args.json:
-        print_json({"activation": act.name, "sigma_w2": pd.sigma_w2[0], "sigma_b2": pd.sigma_b2[:, 0],
-                    "q_star": pd.q_star, "chi": pd.chi})
+        line = critical_line(act, _JSON_Q_STARS)
+        tol = 1e-12 * hi
+        points = [{"q_star": p["q_star"], "sigma_w2": p["sigma_w2"], "sigma_b2": p["sigma_b2"]}
+                  for p in line.to_dict()["points"]
+                  if lo - tol <= p["sigma_w2"] <= hi + tol and blo <= p["sigma_b2"] <= bhi]
+        print_json({"activation": act.name, "sigma_w2_range": [lo, hi], "sigma_b2_range": [blo, bhi],
+                    "critical_line": points})
     return 0

@@ -1,12 +1,16 @@
-"""`isometry spectrum ACT --depth L (--q-star Q | --sigma-w2 A --sigma-b2 B) [--weights W] [-o plot.png] [--json]`.
+"""`isometry spectrum ACTIVATION --depth L (--q-star Q | --sigma-w2 A --sigma-b2 B) [--weights W] [-o FILE] [--json]`.
 
-The free-probability spectrum of J J^T: mean, variance, atoms, largest eigenvalue
-and quantiles; ``-o`` plots the singular-value density.
+The free-probability law of the eigenvalues of J J^T: mean, variance, atoms, largest
+eigenvalue and quantiles (log forms where a value does not fit in a double); ``-o`` draws
+the law of the singular values (or of the eigenvalues with ``--eigenvalues``), on a log axis
+for heavy-tailed laws unless ``--log``/``--no-log`` says otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 
 from ._common import add_activation_args, nonneg_float, positive_float, positive_int, print_json, resolve_activation
 
@@ -14,62 +18,58 @@ QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("spectrum", help="free-probability spectrum of the input-output Jacobian J J^T")
+    p = sub.add_parser("spectrum", help="free-probability spectrum of the input-output Jacobian J J^T",
+                       description="The law of the eigenvalues of J J^T of a deep random network (Pennington, "
+                                   "Schoenholz & Ganguli 2017): at the critical point with fixed point --q-star, or "
+                                   "at given --sigma-w2 and --sigma-b2.")
     add_activation_args(p)
-    p.add_argument("--depth", "-L", type=positive_int("--depth"), required=True, help="number of layers L")
+    p.add_argument("--depth", "-L", type=positive_int("--depth"), required=True,
+                   help="number of critical layers L (at most 1e7)")
     p.add_argument("--q-star", type=positive_float("--q-star"), default=None, help="fixed point q* (critical network)")
     p.add_argument("--sigma-w2", type=positive_float("--sigma-w2"), default=None, help="weight variance sigma_w^2")
     p.add_argument("--sigma-b2", type=nonneg_float("--sigma-b2"), default=None, help="bias variance sigma_b^2")
     p.add_argument("--weights", choices=["orthogonal", "gaussian"], default="orthogonal", help="weight law")
-    p.add_argument("-o", "--output", default=None, help="write a plot of the singular-value density (PNG/PDF)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-o", "--output", default=None,
+                   help="write a figure of the law (PNG, PDF or SVG by suffix)")
+    p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
+                   help="log value axis in the figure (default: chosen for heavy-tailed or very wide laws)")
+    p.add_argument("--eigenvalues", action="store_true",
+                   help="draw the eigenvalues lambda of J J^T instead of the singular values s = sqrt(lambda)")
+    p.add_argument("--json", action="store_true", help="print JSON (status lines go to stderr)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..spectrum import jacobian_spectrum
 
-    if args.q_star is not None and (args.sigma_w2 is not None or args.sigma_b2 is not None):
-        raise ValueError("give either --q-star or --sigma-w2 and --sigma-b2, not both")
-    if args.q_star is None and (args.sigma_w2 is None or args.sigma_b2 is None):
-        raise ValueError("give --q-star Q, or both --sigma-w2 A and --sigma-b2 B")
     act = resolve_activation(args)
-    if args.q_star is not None:
-        sp = jacobian_spectrum(act, args.depth, q_star=args.q_star, weights=args.weights)
-    else:
-        sp = jacobian_spectrum(act, args.depth, sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, weights=args.weights)
-    d = sp.summary(QUANTILES)
+    sp = jacobian_spectrum(act, args.depth, q_star=args.q_star, sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2,
+                           weights=args.weights)
+    d = sp.to_dict(QUANTILES)
     if args.output:
-        from ..plotting import _plt, save_figure
+        from ..plotting import save_figure
 
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        sp.plot(ax=ax)
-        save_figure(fig, args.output)
-        plt.close(fig)
+        save_figure(sp.plot(log=args.log, singular_values=not args.eigenvalues), args.output)
         d["plot"] = args.output
     if args.json:
         print_json(d)
+        if args.output:
+            print(f"wrote {args.output}", file=sys.stderr)
         return 0
-    print(f"spectrum of J J^T: {d['activation']}, L = {sp.depth}, {d['weights']} weights")
+    print(f"spectrum of J J^T: {sp.activation}, L = {sp.depth}, {sp.weights} weights")
     print(f"  q*        = {sp.q_star:.6g}   sigma_w2 = {sp.sigma_w2:.6g}   sigma_b2 = {sp.sigma_b2:.6g}   chi = {sp.chi:.6g}")
 
-    def show(name, key, logkey=None):
-        v = d.get(key)
-        if v is None and logkey is not None:
-            print(f"  {name:9s} = exp({d[logkey]:.10g})")
-        else:
-            print(f"  {name:9s} = {v:.10g}")
+    def show(name, value, log_value):
+        text = f"exp({log_value:.10g})" if value is None else f"{value:.10g}"
+        print(f"  {name:9s} = {text}")
 
-    show("mean", "mean", "log_mean")
-    if d["variance"] is None:
-        print(f"  variance  = exp({2 * sp.log_scale + math.log(max(sp.variance_normalised, 1e-300)):.10g})")
-    else:
-        print(f"  variance  = {d['variance']:.10g}")
-    print(f"  atom at 0 = {d['atom']:.10g}")
-    for lam, m in d["atoms"]:
-        print(f"  atom      = {m:.10g} at lambda = {lam:.10g}")
-    show("max eig", "max_eigenvalue", "log_max_eigenvalue")
+    show("mean", d["mean"], d["log_mean"])
+    show("variance", d["var"], d["log_var"])
+    print(f"  atom at 0 = {d['zero_mass']:.10g}")
+    for (lam, m), (t, _) in zip(d["atoms"], d["log_atoms"]):
+        where = f"{lam:.10g}" if lam is not None else f"exp({t:.10g})"
+        print(f"  atom      = {m:.10g} at lambda = {where}")
+    show("max eig", d["max_eigenvalue"], d["log_max_eigenvalue"])
     print("  quantiles of lambda:")
     for p in QUANTILES:
         v = d["quantiles"][str(p)]

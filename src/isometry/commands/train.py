@@ -1,76 +1,67 @@
-"""`isometry train --experiment {E1,E2,E3} [--quick|--paper-scale] [--data D --data-dir DIR] --out DIR`.
+"""`isometry train --experiment {E1,E2,E3} --out DIR`: run a training experiment and report it.
 
-Runs the experiment's grid (finished runs in DIR/runs are skipped, so an interrupted experiment
-resumes), then writes DIR/summary.json + summary.csv (one row per run), DIR/analysis.json and the
-figures.
+Runs the experiment's grid (isometry.experiments.run_experiment; finished runs in
+DIR/runs are reused, so an interrupted experiment resumes), then writes DIR/summary.json +
+summary.csv (one row per run), DIR/analysis.json and the figure, and prints the comparisons.
+Exit status 1 when a run failed (the same command retries it).
 """
 
 from __future__ import annotations
 
-from ._common import positive_float, positive_int
+import argparse
+import sys
+
+from ._common import add_engine_args, add_experiment_args, engine_kwargs
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="training experiments: does dynamical isometry speed up learning?")
+    p = sub.add_parser("train", help="training experiments: does dynamical isometry speed up learning?",
+                       description=__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment", required=True, choices=["E1", "E2", "E3"],
-                   help="E1: Fig. 4 analogue; E2: speed vs q*/isometry; E3: Fig. 6 analogue")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="reduced grid (about a minute; for CI)")
-    size.add_argument("--paper-scale", action="store_true", help="L=200, N=400, CIFAR-10, 1e5 steps (GPU)")
-    p.add_argument("--data", choices=["mnist1d", "digits", "cifar10"], default=None,
-                   help="dataset (default: digits on CPU sizes, cifar10 at paper scale)")
-    p.add_argument("--data-dir", default=None, help="directory with the CIFAR-10 python batches")
-    p.add_argument("--seeds", type=positive_int("--seeds"), default=None, help="number of seeds per setting")
-    p.add_argument("--steps", type=positive_int("--steps"), default=None, help="training steps per run")
-    p.add_argument("--target", type=positive_float("--target"), default=None,
-                   help="target test accuracy (default per dataset)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda[:i]")
-    p.add_argument("--threads", type=positive_int("--threads"), default=None, help="torch CPU threads")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--no-plots", action="store_true", help="skip the figures")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                   help="E1: Fig. 4 analogue (optimisers x networks); E2: speed vs q* and isometry; "
+                        "E3: Fig. 6 analogue (learning rate x depth)")
+    add_experiment_args(p)
+    p.add_argument("--device", default=None,
+                   help="device of every run: auto (CUDA when present), cpu, cuda, cuda:I or mps (default: auto)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_engine_args(p)
+    p.add_argument("--no-plots", action="store_true", help="skip the figure")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import os
+    from ..experiments import run_experiment
 
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover
-        raise ValueError('isometry train needs PyTorch: pip install "isometry[torch,data]"') from exc
-    from ..experiments import analysis, experiment_grid, run_grid, summarise
-    from ..experiments.records import atomic_write_json
-
-    if args.target is not None and args.target > 1:
-        raise ValueError(f"--target must be in (0, 1], got {args.target}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if (args.data == "cifar10" or (args.paper_scale and args.data is None)) and not args.data_dir:
-        raise ValueError("cifar10 needs --data-dir DIR holding data_batch_1..5 and test_batch")
-    configs = experiment_grid(args.experiment, quick=args.quick, paper_scale=args.paper_scale, data=args.data,
-                              data_dir=args.data_dir, seeds=args.seeds, steps=args.steps,
-                              target_accuracy=args.target, device=args.device)
-    os.makedirs(args.out, exist_ok=True)
-    atomic_write_json(os.path.join(args.out, "grid.json"), [c.to_dict() | {"run_id": c.run_id} for c in configs])
-    run_grid(configs, args.out, progress=not args.no_progress, step_progress=args.paper_scale and not args.no_progress)
-    rows = summarise(args.out, configs)
-    res = analysis.analyse(args.experiment, rows)
-    atomic_write_json(os.path.join(args.out, "analysis.json"), res)
-    if not args.no_plots:
-        from ..experiments.plots import plot_experiment
-
-        for path in plot_experiment(args.experiment, args.out):
-            print(f"wrote {path}")
-    print(f"wrote {os.path.join(args.out, 'summary.json')} ({len(rows)} runs)")
-    print(_report(res))
+    res = run_experiment(args.experiment, args.out, quick=args.quick, paper_scale=args.paper_scale, data=args.data,
+                         data_dir=args.data_dir, seeds=args.seeds, steps=args.steps, target_accuracy=args.target,
+                         device=args.device, plots=not args.no_plots, progress=not args.no_progress,
+                         **engine_kwargs(args))
+    s = res.sweep
+    print(f"{res.experiment}: {s.total} runs: {len(s.completed)} trained now, {s.skipped} reused from "
+          f"{res.out_dir}/runs, {len(s.failed)} failed")
+    for path in res.figures:
+        print(f"wrote {path}")
+    print(f"wrote {res.summary_path} ({len(res.rows)} runs)")
+    if res.analysis is not None:
+        print(report(res.analysis))
+    if s.failed:
+        for rid, msg in s.failed.items():
+            print(f"isometry train: run {rid} failed: {msg}", file=sys.stderr)
+        print("isometry train: run the same command again to retry the failed runs", file=sys.stderr)
+        return 1
     return 0
 
 
-def _report(res: dict) -> str:
-    lines = [f"{res['experiment']}: {res['runs']} runs, target accuracy {res.get('target_accuracy')} on "
-             f"{res.get('data')}"]
+def report(res: dict) -> str:
+    """The analysis of an experiment as text."""
+    lines = [f"{res['experiment']}: {res['runs']} runs, target test accuracy {res.get('target_accuracy')} on "
+             f"{res.get('data')}; steps = median steps to the target over seeds at the best learning rate"]
     if res["experiment"] == "E1":
+        lines.append("  ref = the reference network, orthogonal tanh at sigma_w2 = 1.05 (q* = 0.0259); ratio = its "
+                     "median steps over the other's; p = one-sided Mann-Whitney p-value that ref is faster "
+                     "(None: fewer than 2 seeds)")
         for opt, d in res.get("by_optimizer", {}).items():
             lines.append(f"  {opt}:")
             for name, t in d["networks"].items():
@@ -86,9 +77,9 @@ def _report(res: dict) -> str:
     elif res["experiment"] == "E2":
         for r in res.get("table", []):
             lines.append(f"  q*={r['q_star']:<7g} {r['weights']:10s} lr={r['learning_rate']:<6g} median steps "
-                         f"{r['median_tau']}  sigma2 pred {_f(r['predicted_sigma2'])} meas {_f(r['measured_sigma2'])}"
-                         f"  s_max {_f(r['measured_s_max'])}")
-        lines.append(f"  Spearman(tau, .): {res.get('spearman_tau_vs')}")
+                         f"{r['median_tau']}  variance of J J^T eigenvalues: predicted {_f(r['predicted_variance'])} "
+                         f"measured {_f(r['measured_variance'])}  s_max {_f(r['measured_max_singular_value'])}")
+        lines.append(f"  Spearman(steps, .): {res.get('spearman_tau_vs')}")
     elif res["experiment"] == "E3":
         for r in res.get("table", []):
             lines.append(f"  L={r['depth']:<4d} best eta={r['best_learning_rate']:<9g} tau={r['tau_at_best']}  "

@@ -1,24 +1,25 @@
 """Theory vs simulation: Kolmogorov-Smirnov distance, quantiles, moments, overlay plot.
 
-:func:`compare` takes a theoretical law of the eigenvalues of J J^T (duck typed:
-anything with ``cdf(lam)`` including the atoms, ``atoms`` ((location, mass)
-pairs, optional), ``quantile(p)``, ``atom``,
-``mean``, ``variance``, ``density(lam)``, optionally ``singular_value_density(s)``
-and ``max_eigenvalue``; attributes may be properties or zero-argument methods),
-e.g. :func:`isometry.jacobian_spectrum`, and measured eigenvalues, e.g. from
-:func:`isometry.empirical_spectrum`.
+:func:`compare` takes a law of the eigenvalues of J J^T and measured eigenvalues. The law is any
+object with a ``cdf`` (atoms included): a :class:`isometry.spectrum.Spectrum` such as
+:func:`isometry.jacobian_spectrum`, or a ``scipy.stats`` frozen distribution. Its other
+``scipy.stats`` verbs are used when present: ``ppf`` (quantiles), ``mean()`` and ``var()``
+(moments), ``pdf`` (the continuous part, for the plot) and ``singular_values.pdf`` /
+``log_eigenvalues.pdf`` (for the singular-value and log-axis plots), and the extras ``atoms``
+((location, mass) pairs) and ``zero_mass``; what the law lacks is reported as NaN.
 
-The KS distance sup |F_n(x) - F(x)| is computed exactly (both one-sided limits at
-every distinct sample value) for a theory CDF that is continuous apart from its
-atoms; below ``floor`` samples and theory are both lumped at 0 (samples below it,
-and negative round-off, count as zeros; the theory contributes F(floor)), since
-such eigenvalues are not resolved by a float64 SVD of the product. Eigenvalues of one matrix are strongly correlated, so
-no KS p-value is reported: the distance is a diagnostic, and the bootstrap
-intervals resample whole networks when ``samples`` is 2-D (one row per network).
+The KS distance sup |F_n(x) - F(x)| is computed exactly (both one-sided limits at every distinct
+sample value) for a theory CDF that is continuous apart from its atoms; below ``floor`` samples
+and theory are both lumped at 0 (samples below it, and negative round-off, count as zeros; the
+theory contributes F(floor)), since such eigenvalues are not resolved by a float64 SVD of the
+product. Eigenvalues of one matrix are strongly correlated, so no KS p-value is reported: the
+distance is a diagnostic, and the bootstrap intervals resample whole networks when ``samples``
+is 2-D (one row per network).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,64 @@ __all__ = ["Comparison", "compare", "ks_distance", "ks_distance_nonzero"]
 DEFAULT_QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
 
-def _attr(obj: Any, name: str, default: Any = None) -> Any:
-    v = getattr(obj, name, default)
+def _value(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.name``, called when it is a method (``mean()``, ``var()``), else the attribute (``atoms``)."""
+    v = getattr(obj, name, None)
+    if v is None:
+        return default
     return v() if callable(v) else v
+
+
+def _real(v, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__})")
+    return float(v)
+
+
+def _cdf(theory: Any):
+    cdf = getattr(theory, "cdf", None)
+    if not callable(cdf):
+        raise TypeError(f"theory must have a cdf method (a Spectrum or a scipy.stats frozen distribution), "
+                        f"got {type(theory).__name__}")
+    return cdf
+
+
+def law_atoms(theory: Any) -> tuple[tuple[float, float], ...]:
+    """The law's atoms as (location, mass) pairs with mass > 0 (its ``atoms``; none when it has none)."""
+    return tuple((float(loc), float(m)) for loc, m in (_value(theory, "atoms", None) or ()) if m > 0)
+
+
+def law_zero_mass(theory: Any) -> float:
+    """The law's mass at 0: ``zero_mass``, else its atom at 0, else F(0) (an eigenvalue law lives on [0, inf))."""
+    z = _value(theory, "zero_mass", None)
+    if z is not None:
+        return float(z)
+    atoms = _value(theory, "atoms", None)
+    if atoms is not None:
+        return float(sum(m for loc, m in atoms if loc == 0))
+    return float(np.clip(np.asarray(_cdf(theory)(0.0), dtype=float), 0.0, 1.0))
+
+
+def describe_law(theory: Any) -> str:
+    """A short name of the law: its configuration (activation, depth, weight law, q*) for a Jacobian
+    spectrum, the kind for a universal law, the scipy distribution's name, else the type's name."""
+    f = {k: getattr(theory, k, None) for k in ("activation", "depth", "weights", "q_star", "kind", "sigma0_2")}
+    if f["activation"] is not None and f["depth"] is not None:
+        text = f"{f['activation']}, L = {f['depth']:g}"
+        if f["weights"] is not None:
+            text += f", {f['weights']} weights"
+        if f["q_star"] is not None:
+            text += f", q* = {f['q_star']:.3g}"
+        return text
+    if f["kind"] is not None:
+        return f"{f['kind']} limit" + (f", sigma0_2 = {f['sigma0_2']:g}" if f["sigma0_2"] is not None else "")
+    dist = getattr(theory, "dist", None)
+    if dist is not None and hasattr(dist, "name"):
+        fmt = lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v)  # noqa: E731
+        args = [fmt(a) for a in getattr(theory, "args", ())]
+        args += [f"{k}={fmt(v)}" for k, v in (getattr(theory, "kwds", None) or {}).items()]
+        return f"scipy.stats.{dist.name}({', '.join(args)})"
+    return type(theory).__name__
 
 
 def _clean(samples, floor: float) -> np.ndarray:
@@ -62,7 +118,12 @@ def ks_distance(cdf, samples, floor: float = 1e-20, atoms=(), atom_rtol: float =
     are F(loc (1 -+ atom_rtol)), robust to round-off in where the theory puts the atom.
     Both one-sided limits are compared at every distinct sample value, which is exact
     for a step function F_n.
+
+    Example:
+        >>> ks_distance(lambda x: np.clip(x, 0, 1), [0.5])   # F_n jumps from 0 to 1 where F = 1/2
+        0.5
     """
+    floor, atom_rtol = _real(floor, "floor"), _real(atom_rtol, "atom_rtol")
     if not (np.isfinite(floor) and floor >= 0):
         raise ValueError(f"floor must be finite and >= 0, got {floor!r}")
     if not (np.isfinite(atom_rtol) and atom_rtol >= 0):
@@ -106,15 +167,21 @@ def ks_distance_nonzero(cdf, samples, floor: float = 1e-20, atoms=(), atom_rtol:
 
 @dataclass(frozen=True, eq=False)
 class Comparison:
-    """The result of :func:`compare` (``as_dict()`` for JSON, ``table()`` for text, ``plot()``)."""
+    """The result of :func:`compare`: ``to_dict()`` for JSON, ``table()`` for text, ``plot()`` for a figure.
+
+    Measured values sit beside the theory's: ``zero_mass`` / ``theory_zero_mass`` (mass at 0),
+    ``empirical_quantiles`` / ``theory_quantiles`` at the probabilities ``quantiles``, ``mean`` /
+    ``theory_mean`` and ``variance`` / ``theory_variance`` with percentile-bootstrap ``confidence``
+    intervals ``mean_ci`` and ``variance_ci``. Values the law does not provide are NaN.
+    """
 
     ks: float
     ks_nonzero: float
     floor: float
     n: int
     n_networks: int
-    zero_fraction: float
-    atom: float
+    zero_mass: float
+    theory_zero_mass: float
     quantiles: np.ndarray  # probabilities p
     empirical_quantiles: np.ndarray
     theory_quantiles: np.ndarray
@@ -126,21 +193,30 @@ class Comparison:
     theory_variance: float
     confidence: float
     samples: np.ndarray = field(repr=False)
-    spectrum: Any = field(repr=False)
+    theory: Any = field(repr=False)
     atom_rtol: float = field(default=1e-8, repr=False)
 
     @property
+    def width(self) -> int | None:
+        """N, the length of a row of 2-D ``samples`` (one network per row); None for pooled samples."""
+        return int(self.samples.shape[1]) if self.samples.ndim == 2 else None
+
+    @property
     def mean_covered(self) -> bool:
-        return self.mean_ci[0] <= self.theory_mean <= self.mean_ci[1]
+        """Whether the theory's mean lies in the bootstrap interval (False when the law has no mean)."""
+        return bool(self.mean_ci[0] <= self.theory_mean <= self.mean_ci[1])
 
     @property
     def variance_covered(self) -> bool:
-        return self.variance_ci[0] <= self.theory_variance <= self.variance_ci[1]
+        """Whether the theory's variance lies in the bootstrap interval (False when the law has none)."""
+        return bool(self.variance_ci[0] <= self.theory_variance <= self.variance_ci[1])
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers as plain Python values (NaN where the law provides nothing)."""
         return {
+            "theory": describe_law(self.theory), "width": self.width,
             "ks": self.ks, "ks_nonzero": self.ks_nonzero, "floor": self.floor, "n": self.n, "n_networks": self.n_networks,
-            "zero_fraction": self.zero_fraction, "atom": self.atom,
+            "zero_mass": self.zero_mass, "theory_zero_mass": self.theory_zero_mass,
             "quantiles": [{"p": float(p), "empirical": float(e), "theory": float(t)}
                           for p, e, t in zip(self.quantiles, self.empirical_quantiles, self.theory_quantiles)],
             "mean": self.mean, "mean_ci": list(self.mean_ci), "theory_mean": self.theory_mean,
@@ -149,11 +225,13 @@ class Comparison:
         }
 
     def table(self) -> str:
+        """A text table of the numbers."""
         c = int(round(100 * self.confidence))
         lines = [
+            f"theory           {describe_law(self.theory)}",
             f"KS distance      {self.ks:.4f}   ({self.n} eigenvalues from {self.n_networks} network(s); below {self.floor:g} -> 0)",
             f"KS of non-zero   {self.ks_nonzero:.4f}   (laws conditioned on lambda > {self.floor:g})",
-            f"mass at 0        empirical {self.zero_fraction:.4f}   theory {self.atom:.4f}",
+            f"mass at 0        empirical {self.zero_mass:.4f}   theory {self.theory_zero_mass:.4f}",
             f"mean             empirical {self.mean:.5g}  [{self.mean_ci[0]:.5g}, {self.mean_ci[1]:.5g}] ({c}%)   theory {self.theory_mean:.5g}",
             f"variance         empirical {self.variance:.5g}  [{self.variance_ci[0]:.5g}, {self.variance_ci[1]:.5g}] ({c}%)   theory {self.theory_variance:.5g}",
             "quantiles        p        empirical     theory",
@@ -162,69 +240,17 @@ class Comparison:
             lines.append(f"                 {p:<8.3g} {e:<13.6g} {t:.6g}")
         return "\n".join(lines)
 
-    def plot(self, ax=None, *, log: bool = False, singular_values: bool = False, bins: int = 80, path=None):
-        """Histogram of the samples with the theory density on top.
+    def plot(self, ax=None, path=None, *, log: bool = False, singular_values: bool = False, bins: int | None = None,
+             title: str | None = None):
+        """Histogram of the samples with the theory's density on top; returns the matplotlib Figure.
 
-        ``singular_values``: plot s = sqrt(lambda) (density ``singular_value_density``,
-        else 2 s p(s^2)); ``log``: log-spaced bins on a log x axis, densities per
-        unit log10 x (p(x) x ln 10), as in the paper's figures. The mass at 0 is
-        not drawn, positive atoms are dashed lines labelled with their empirical and
-        theoretical masses, and the histogram is normalised to the remaining fraction. Saved to
-        ``path`` when given; returns the axes.
+        See :func:`isometry.plotting.empirical.plot_comparison` (atoms are markers with their
+        masses; ``log``: log-spaced bins on a log axis, densities per unit log10; ``bins``: None
+        picks 2 n^(1/3) in [10, 80]; ``path``: also write the figure there).
         """
-        from ..plotting import _plt, save_figure
+        from ..plotting.empirical import plot_comparison
 
-        plt = _plt()
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        else:
-            fig = ax.figure
-        total = self.samples.size
-        atoms = [(float(loc), float(m)) for loc, m in (_attr(self.spectrum, "atoms", None) or ()) if loc > 0 and m > 0]
-        x = _snap(self.samples.ravel(), [loc for loc, _ in atoms], self.atom_rtol)
-        atom_counts = [(loc, m, int(np.sum(x == loc))) for loc, m in atoms]
-        for loc, _, _ in atom_counts:
-            x = x[x != loc]
-        x = x[x > 0]
-        if singular_values:
-            x = np.sqrt(x)
-        nz = x.size / total
-        if x.size == 0:
-            raise ValueError("no eigenvalues outside the atoms to plot")
-        lo, hi = float(x.min()), float(x.max())
-        if log:
-            edges = np.logspace(np.log10(lo), np.log10(hi), bins + 1)
-            widths = np.diff(np.log10(edges))
-        else:
-            edges = np.linspace(0.0, hi, bins + 1)
-            widths = np.diff(edges)
-        counts, _ = np.histogram(x, edges)
-        heights = counts / x.size / widths * nz
-        ax.stairs(heights, edges, fill=True, alpha=0.35, color="C0", label="simulation")
-        grid = np.logspace(np.log10(lo), np.log10(hi), 600) if log else np.linspace(hi * 1e-4, hi, 600)
-        spec = self.spectrum
-        if singular_values:
-            svd = getattr(spec, "singular_value_density", None)
-            dens = np.asarray(svd(grid) if svd is not None else 2 * grid * spec.density(grid**2), dtype=float)
-        else:
-            dens = np.asarray(spec.density(grid), dtype=float)
-        if log:
-            dens = dens * grid * np.log(10.0)
-            ax.set_xscale("log")
-        ax.plot(grid, dens, color="C3", lw=1.5, label="theory")
-        for loc, m, cnt in atom_counts:  # positive atoms: a dashed line with the masses
-            xl = np.sqrt(loc) if singular_values else loc
-            ax.axvline(xl, color="C3", ls="--", lw=1)
-            ax.annotate(f"atom: {cnt / total:.3f} (theory {m:.3f})", (xl, 0.95), xycoords=("data", "axes fraction"),
-                        ha="right", va="top", fontsize=8, color="C3")
-        var = "s" if singular_values else r"$\lambda$"
-        ax.set_xlabel(f"singular value {var}" if singular_values else f"eigenvalue {var} of $JJ^T$")
-        ax.set_ylabel("density per log$_{10}$ unit" if log else "density")
-        ax.set_title(f"KS = {self.ks:.3f}")
-        ax.legend(frameon=False)
-        if path is not None:
-            save_figure(fig, path)
-        return ax
+        return plot_comparison(self, ax=ax, path=path, log=log, singular_values=singular_values, bins=bins, title=title)
 
 
 def _bootstrap(row_m1: np.ndarray, row_m2: np.ndarray, n_boot: int, confidence: float, rng: np.random.Generator):
@@ -245,56 +271,79 @@ def _bootstrap(row_m1: np.ndarray, row_m2: np.ndarray, n_boot: int, confidence: 
 
 
 def compare(
-    spectrum: Any,
+    theory: Any,
     samples,
-    floor: float = 1e-20,
     *,
+    floor: float = 1e-20,
     quantiles=DEFAULT_QUANTILES,
     n_boot: int = 1000,
     confidence: float = 0.95,
-    seed: int | None = 0,
+    seed: int | np.random.Generator | None = 0,
     atom_rtol: float = 1e-8,
 ) -> Comparison:
-    """Compare a theoretical eigenvalue law of J J^T with measured eigenvalues.
+    """Compare a law of the eigenvalues of J J^T with measured eigenvalues.
 
-    ``samples``: 1-D (pooled eigenvalues) or 2-D (one row per network; the
-    bootstrap then resamples networks, the right unit since eigenvalues of one
-    matrix are dependent). Returns the KS distance (atoms counted: values below
-    ``floor`` as zeros, values within ``atom_rtol`` of a positive atom in
-    ``spectrum.atoms`` on it), the quantile table and the sample mean and variance with
-    percentile-bootstrap ``confidence`` intervals next to the theory's.
+    Args:
+        theory: any object with ``cdf(lam)`` (atoms included): a
+            :class:`isometry.spectrum.Spectrum` or a ``scipy.stats`` frozen distribution.
+            ``ppf``, ``mean()``, ``var()``, ``atoms`` and ``zero_mass`` are used when present
+            (without ``zero_mass`` or ``atoms`` the mass at 0 is F(0)).
+        samples: 1-D (pooled eigenvalues) or 2-D (one row per network; the bootstrap then
+            resamples networks, the right unit since eigenvalues of one matrix are dependent).
+        floor: eigenvalues below it count as 0 (on both sides of the KS distance).
+        quantiles: probabilities in (0, 1) of the quantile table.
+        n_boot: bootstrap resamples (>= 10); confidence: level of the intervals, in (0, 1).
+        seed: random state of the bootstrap (int, ``numpy.random.Generator`` or None).
+        atom_rtol: samples within this relative distance of a positive atom count as on it.
 
-    Example::
+    Returns:
+        A :class:`Comparison`: the KS distance (atoms counted), the KS distance of the
+        non-zero parts, masses at 0, the quantile table, the sample mean and variance with
+        percentile-bootstrap intervals next to the theory's.
 
-        lam = isometry.empirical_spectrum("erf", 8, 400, q_star=0.25, n_samples=4)
-        c = isometry.compare(isometry.jacobian_spectrum("erf", 8, q_star=0.25), lam.reshape(4, -1))
-        print(c.table()); c.plot(log=True, path="erf.png")
+    Example:
+        >>> from scipy import stats
+        >>> c = compare(stats.expon(), stats.expon().rvs(size=2000, random_state=1))
+        >>> c.ks < 0.05, round(c.theory_mean, 6)
+        (True, 1.0)
+
+        With the theory of a random network::
+
+            lam = isometry.empirical_eigenvalues("erf", 8, 400, q_star=0.25, n_samples=4, seed=0)
+            c = isometry.compare(isometry.jacobian_spectrum("erf", 8, q_star=0.25), lam.reshape(4, -1))
+            print(c.table()); c.plot(log=True, path="erf.png")
     """
-    if not (np.isfinite(floor) and floor >= 0):
+    from .sampling import _generator, _positive_int
+
+    cdf = _cdf(theory)
+    floor = _real(floor, "floor")
+    confidence = _real(confidence, "confidence")
+    atom_rtol = _real(atom_rtol, "atom_rtol")
+    if not (math.isfinite(floor) and floor >= 0):
         raise ValueError(f"floor must be finite and >= 0, got {floor!r}")
     if not (0 < confidence < 1):
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if int(n_boot) != n_boot or n_boot < 10:
+    if _positive_int(n_boot, "n_boot") < 10:
         raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
+    n_boot = int(n_boot)
     p = np.asarray(quantiles, dtype=float).ravel()
-    if p.size == 0 or np.any((p <= 0) | (p >= 1)):
+    if p.size == 0 or np.any(~((p > 0) & (p < 1))):
         raise ValueError(f"quantiles must be probabilities in (0, 1), got {quantiles!r}")
     x = _clean(samples, floor)
     rows = x if x.ndim == 2 else x[:, None]
     pooled = x.ravel()
-    atom0 = float(_attr(spectrum, "atom", 0.0) or 0.0)
-    atoms = _attr(spectrum, "atoms", None) or ((0.0, atom0),)
-    ks = ks_distance(spectrum.cdf, pooled, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
-    ks_nz = ks_distance_nonzero(spectrum.cdf, pooled, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
-    rng = np.random.default_rng(seed)
+    atoms = law_atoms(theory)
+    ks = ks_distance(cdf, pooled, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
+    ks_nz = ks_distance_nonzero(cdf, pooled, floor=floor, atoms=atoms, atom_rtol=atom_rtol)
     m1_rows, m2_rows = rows.mean(axis=1), np.mean(rows * rows, axis=1)
-    mean_ci, var_ci = _bootstrap(m1_rows, m2_rows, int(n_boot), float(confidence), rng)
-    theory_q = np.array([float(np.asarray(spectrum.quantile(pi))) for pi in p])
+    mean_ci, var_ci = _bootstrap(m1_rows, m2_rows, n_boot, confidence, _generator(seed))
+    ppf = getattr(theory, "ppf", None)
+    theory_q = np.asarray(ppf(p), dtype=float).reshape(p.shape) if callable(ppf) else np.full(p.shape, np.nan)
     return Comparison(
-        ks=ks, ks_nonzero=ks_nz, floor=float(floor), n=pooled.size, n_networks=rows.shape[0] if x.ndim == 2 else 1,
-        zero_fraction=float(np.mean(pooled == 0)), atom=atom0,
+        ks=ks, ks_nonzero=ks_nz, floor=floor, n=pooled.size, n_networks=rows.shape[0] if x.ndim == 2 else 1,
+        zero_mass=float(np.mean(pooled == 0)), theory_zero_mass=law_zero_mass(theory),
         quantiles=p, empirical_quantiles=np.quantile(pooled, p), theory_quantiles=theory_q,
-        mean=float(pooled.mean()), mean_ci=mean_ci, theory_mean=float(_attr(spectrum, "mean")),
-        variance=float(pooled.var()), variance_ci=var_ci, theory_variance=float(_attr(spectrum, "variance")),
-        confidence=float(confidence), samples=x, spectrum=spectrum, atom_rtol=float(atom_rtol),
+        mean=float(pooled.mean()), mean_ci=mean_ci, theory_mean=float(_value(theory, "mean", math.nan)),
+        variance=float(pooled.var()), variance_ci=var_ci, theory_variance=float(_value(theory, "var", math.nan)),
+        confidence=confidence, samples=x, theory=theory, atom_rtol=atom_rtol,
     )

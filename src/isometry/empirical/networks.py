@@ -9,9 +9,9 @@ Haar orthogonal matrix ("orthogonal"), and b^l ~ N(0, sigma_b2). Its Jacobian is
 
     J = dx^L / dx^0 = prod_{l=L}^{1} D^l W^l,   D^l = diag(phi'(h^l))          (eq. 6)
 
-and :func:`empirical_spectrum` returns the eigenvalues of J J^T. The input is
-h^0 ~ N(0, q*), x^0 = phi(h^0), so that q^1 = sigma_w2 E[phi(h^0)^2] + sigma_b2 = q*
-and every layer sits at the fixed point.
+and :func:`empirical_eigenvalues` returns the eigenvalues of J J^T. The input is
+h^0 ~ N(0, q0), x^0 = phi(h^0); q0 defaults to the fixed point q*, so that
+q^1 = sigma_w2 E[phi(h^0)^2] + sigma_b2 = q* and every layer sits at the fixed point.
 
 The product is accumulated as M <- D^l W^l M in one N x N buffer (memory O(N^2)
 whatever L), the forward vector x riding along as an extra column. A Gaussian
@@ -27,11 +27,16 @@ each layer does C = D W U = Q R, ell += log|R_ii|, T <- (R_ij / |R_ii|) e^{ell_j
 The final singular values of diag(e^ell) T are computed by one-sided Jacobi
 (``dgejsv``), which is accurate to relative precision for row-graded matrices, so
 tiny singular values are resolved far below eps * s_max (until float64 underflow).
+
+Every public function estimates its memory (:func:`memory_estimate`) before it
+allocates anything and refuses, with a ``ValueError`` naming the width and the
+estimate, a request larger than the machine's physical memory (or ``max_memory``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Callable
 
 import numpy as np
@@ -40,27 +45,99 @@ from scipy.linalg import lapack
 
 from ..activations import Activation, get_activation
 from ..meanfield import network_parameters
-from .sampling import _dtype, householder_haar
+from .sampling import _dtype, _generator, _householder_haar, _positive_int
 
-__all__ = ["empirical_spectrum", "network_parameters", "jacobian_product", "log_singular_values"]
+__all__ = ["empirical_eigenvalues", "jacobian_product", "log_singular_values", "memory_estimate"]
 
-WEIGHTS = ("orthogonal", "gaussian")
+SAMPLED_WEIGHTS = ("orthogonal", "gaussian")
+MAX_DEPTH = 10**9  # as isometry.jacobian_spectrum
+
+# Peak memory in N x N float64 matrices (8 N (N + 1) bytes), measured with tracemalloc at N = 100..400
+# (tests/test_empirical.py checks the estimate against the measured peak).
+_PLAIN_MATRICES = 3.5  # weight buffer, product block, one temporary (Householder or GEMM output)
+_STABLE_MATRICES = {"orthogonal": 10.0, "gaussian": 11.0}  # product, T, QR factors, graded triangle, temporaries
+_OVERHEAD = 2**17  # workspaces and small arrays
 
 
-def _positive_int(v, name: str) -> int:
+def _weights(weights) -> str:
+    """The canonical name of a weight law this module can sample ("orthogonal" or "gaussian")."""
+    from ..spectrum import weight_law
+
+    law = weight_law(weights)
+    name = law.name
+    if name not in SAMPLED_WEIGHTS or weight_law(name) is not law:  # a custom law, whatever its name
+        raise ValueError(f"weights: random networks can be drawn only with {SAMPLED_WEIGHTS[0]!r} or "
+                         f"{SAMPLED_WEIGHTS[1]!r} weights, not a custom S-transform ({weights!r})")
+    return name
+
+
+def _positive_real(v, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number > 0, got {v!r} ({type(v).__name__})")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {v!r}")
+    return float(v)
+
+
+def _format_bytes(b: float) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= size:
+            return f"{b / size:.3g} {unit}"
+    return f"{int(b)} B"
+
+
+def _physical_memory() -> int | None:
     try:
-        ok = int(v) == v and v >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    return int(v)
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+        return None
 
 
-def _check_weights(weights: str) -> str:
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    return weights
+def memory_estimate(width: int, *, n_samples: int = 1, weights="orthogonal", stable: bool = False) -> int:
+    """Peak memory (bytes) of :func:`empirical_eigenvalues` for networks of width N; independent of the depth.
+
+    About 3.5 N x N float64 matrices for the plain product (the weight buffer, the N x (N + 1)
+    product block, one temporary: the Householder draw's or the GEMM's output; the SVD runs in
+    place), 10 (orthogonal) or 11 (Gaussian) with ``stable=True`` (QR factors, T, the graded
+    triangle and their temporaries), plus the 8 N ``n_samples`` bytes of the result and 128 KiB of
+    workspaces. ``dtype="float32"`` saves little (the weights are drawn in float64 and the SVD
+    runs in float64) and is counted as float64. An upper bound of the peak that ``tracemalloc``
+    measures (BLAS thread buffers excluded).
+
+    Example:
+        >>> round(memory_estimate(1000) / 2**20)     # MiB at N = 1000
+        27
+    """
+    n = _positive_int(width, "width")
+    n_samples = _positive_int(n_samples, "n_samples")
+    w = _weights(weights)
+    matrices = _STABLE_MATRICES[w] if stable else _PLAIN_MATRICES
+    return int(math.ceil(matrices * 8.0 * n * (n + 1) + 8.0 * n * n_samples + _OVERHEAD))
+
+
+def _check_memory(need: int, n: int, n_samples: int, max_memory) -> None:
+    if max_memory is None:
+        limit, what = _physical_memory(), "the physical memory of this machine"
+        if limit is None:  # pragma: no cover
+            return
+    else:
+        limit, what = int(_positive_real(max_memory, "max_memory")), "max_memory"
+    if need > limit:
+        request = f"width={n}" + (f" with n_samples={n_samples}" if n_samples > 1 else "")
+        raise ValueError(f"{request} would need about {_format_bytes(need)} of memory, more than {what} "
+                         f"({_format_bytes(limit)}); use a smaller width" + (" or fewer samples" if n_samples > 1 else ""))
+
+
+def _network(a: Activation, q_star, sigma_w2, sigma_b2, q0) -> tuple[float, float, float]:
+    """(sigma_w2, sigma_b2, q0) of the network: the critical point (``q_star``) or the given variances,
+    and the input length q0 (default: the fixed point q*)."""
+    if q0 is not None:
+        q0 = _positive_real(q0, "q0")
+    if q_star is not None:
+        sw, sb, q = network_parameters(a, q_star=q_star, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    else:
+        sw, sb, q = network_parameters(a, sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0)
+    return sw, sb, (q if q0 is None else q0)
 
 
 class _Layers:
@@ -73,10 +150,14 @@ class _Layers:
         self.buf = np.empty((n, n))
         self.gemm_out = None
 
+    def input(self, q0: float) -> np.ndarray:
+        """x^0 = phi(h^0), h^0 ~ N(0, q0)."""
+        return np.asarray(self.a.phi(self.rng.standard_normal(self.n) * math.sqrt(q0)), dtype=np.float64)
+
     def apply(self, c: np.ndarray) -> np.ndarray:
         n, rng = self.n, self.rng
         if self.weights == "orthogonal":
-            c = householder_haar(n, rng, self.dtype, buffer=self.buf).apply(c, math.sqrt(self.sw))
+            c = _householder_haar(n, rng, self.dtype, buffer=self.buf).apply(c, math.sqrt(self.sw))
         else:
             rng.standard_normal(out=self.buf)
             w = self.buf if self.dtype == np.float64 else self.buf.astype(self.dtype)
@@ -93,36 +174,69 @@ class _Layers:
         return c
 
 
-def _input(a: Activation, n: int, q: float, rng: np.random.Generator) -> np.ndarray:
-    return np.asarray(a.phi(rng.standard_normal(n) * math.sqrt(q)), dtype=np.float64)
-
-
-def jacobian_product(act, depth: int, width: int, *, sigma_w2: float, sigma_b2: float, q_star: float,
-                     weights: str = "orthogonal", rng: np.random.Generator | int | None = None, dtype="float64") -> np.ndarray:
-    """The explicit Jacobian J = D^L W^L ... D^1 W^1 of one random network (N x N).
-
-    Parameters are the variances ``sigma_w2``, ``sigma_b2`` and the input length
-    ``q_star`` (h^0 ~ N(0, q*)). Memory O(N^2) whatever ``depth``.
-    """
-    a = get_activation(act)
-    depth = _positive_int(depth, "depth")
-    n = _positive_int(width, "width")
-    dt = _dtype(dtype)
-    rng = np.random.default_rng(rng)
-    layers = _Layers(a, n, float(sigma_w2), float(sigma_b2), _check_weights(weights), rng, dt)
+def _product(layers: _Layers, n: int, depth: int, q0: float) -> np.ndarray:
+    """The N x N product D^L W^L ... D^1 W^1 (Fortran order, ``layers.dtype``)."""
+    dt = layers.dtype
     c = np.zeros((n, n + 1), dtype=dt, order="F")
     c[:, :n] = np.eye(n, dtype=dt)
-    c[:, n] = _input(a, n, q_star, rng)
+    c[:, n] = layers.input(q0)
     for _ in range(depth):
         c = layers.apply(c)
-    return np.array(c[:, :n], dtype=dt, order="F")
+    return c[:, :n]
 
 
-def _stable_log_factors(layers: _Layers, a: Activation, n: int, depth: int, q: float, rng) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(activation, depth, width, n_samples, weights, dtype, stable, max_memory):
+    a = get_activation(activation)
+    depth = _positive_int(depth, "depth")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}] (the range of the theory), got {depth!r}")
+    n = _positive_int(width, "width")
+    n_samples = _positive_int(n_samples, "n_samples")
+    w = _weights(weights)
+    dt = _dtype(dtype)
+    if stable and dt != np.float64:
+        raise ValueError(f"stable=True needs dtype='float64', got {dtype!r}")
+    _check_memory(memory_estimate(n, n_samples=n_samples, weights=w, stable=stable), n, n_samples, max_memory)
+    return a, depth, n, n_samples, w, dt
+
+
+def jacobian_product(
+    activation: str | Activation | Callable,
+    depth: int,
+    width: int,
+    *,
+    q_star: float | None = None,
+    sigma_w2: float | None = None,
+    sigma_b2: float | None = None,
+    weights: str = "orthogonal",
+    q0: float | None = None,
+    seed: int | np.random.Generator | None = None,
+    dtype: str = "float64",
+    max_memory: int | None = None,
+) -> np.ndarray:
+    """The explicit Jacobian J = D^L W^L ... D^1 W^1 (eq. 6) of one random network (N x N).
+
+    The network is that of :func:`empirical_eigenvalues` (same parameters); its random
+    stream is, in order: the input h^0 (N normal draws), then per layer the weights
+    (N^2 draws) and, when ``sigma_b2 > 0``, the biases (N draws). Memory O(N^2) whatever
+    ``depth``.
+
+    Example:
+        >>> j = jacobian_product("tanh", 3, 50, sigma_w2=1.5, sigma_b2=0.1, q0=0.7, seed=0)
+        >>> j.shape
+        (50, 50)
+    """
+    a, depth, n, _, w, dt = _prepare(activation, depth, width, 1, weights, dtype, False, max_memory)
+    sw, sb, q_in = _network(a, q_star, sigma_w2, sigma_b2, q0)
+    layers = _Layers(a, n, sw, sb, w, _generator(seed), dt)
+    return _product(layers, n, depth, q_in)  # Fortran-contiguous N x N (no copy: memory as estimated)
+
+
+def _stable_log_factors(layers: _Layers, n: int, depth: int, q0: float) -> tuple[np.ndarray, np.ndarray]:
     """Accumulate J = U diag(e^ell) T through QR; return (ell, T)."""
     c = np.zeros((n, n + 1), order="F")
     c[:, :n] = np.eye(n)
-    c[:, n] = _input(a, n, q, rng)
+    c[:, n] = layers.input(q0)
     ell = np.zeros(n)
     t = np.eye(n)
     for _ in range(depth):
@@ -163,29 +277,13 @@ def _graded_log_svals(ell: np.ndarray, t: np.ndarray) -> np.ndarray:
         return np.sort(np.log(sva * scale) + top)
 
 
-def log_singular_values(act, depth: int, width: int, *, sigma_w2: float, sigma_b2: float, q_star: float,
-                        weights: str = "orthogonal", rng: np.random.Generator | int | None = None) -> np.ndarray:
-    """log singular values of one network's Jacobian, ascending, by the stable (QR) route.
-
-    Resolves singular values down to ~1e-300 s_max with relative accuracy; the
-    Lyapunov exponents are the limits of these divided by ``depth``.
-    """
-    a = get_activation(act)
-    depth = _positive_int(depth, "depth")
-    n = _positive_int(width, "width")
-    rng = np.random.default_rng(rng)
-    layers = _Layers(a, n, float(sigma_w2), float(sigma_b2), _check_weights(weights), rng, np.dtype(np.float64))
-    ell, t = _stable_log_factors(layers, a, n, depth, q_star, rng)
+def _log_svals(layers: _Layers, n: int, depth: int, q0: float) -> np.ndarray:
+    ell, t = _stable_log_factors(layers, n, depth, q0)
     return _graded_log_svals(ell, t)
 
 
-def _svals(m: np.ndarray) -> np.ndarray:
-    # float64 divide-and-conquer: float32 SVD is not faster in OpenBLAS and loses lambda < ~1e-14 lambda_max
-    return sla.svdvals(np.asarray(m, dtype=np.float64), overwrite_a=True, check_finite=False)
-
-
-def empirical_spectrum(
-    act: str | Activation | Callable,
+def log_singular_values(
+    activation: str | Activation | Callable,
     depth: int,
     width: int,
     *,
@@ -193,49 +291,102 @@ def empirical_spectrum(
     sigma_w2: float | None = None,
     sigma_b2: float | None = None,
     weights: str = "orthogonal",
-    n_samples: int = 1,
-    seed: int | np.random.SeedSequence | None = 0,
-    dtype: str = "float64",
-    stable: bool = False,
-    progress: bool | None = None,
+    q0: float | None = None,
+    seed: int | np.random.Generator | None = None,
+    max_memory: int | None = None,
 ) -> np.ndarray:
-    """Eigenvalues of J J^T for ``n_samples`` random networks, concatenated (each sorted ascending).
+    """log singular values of one network's Jacobian (natural log, ascending), by the stable (QR) route.
 
-    J = D^L W^L ... D^1 W^1 (eq. 6) of a width-N, depth-L network with Gaussian
-    (N(0, sigma_w2/N)) or scaled Haar orthogonal weights, biases N(0, sigma_b2),
-    input h^0 ~ N(0, q*), x^0 = phi(h^0) (so q^l = q* at every layer).
+    The network is that of :func:`empirical_eigenvalues` (same parameters). Resolves
+    singular values down to ~1e-300 s_max with relative accuracy; the Lyapunov exponents
+    are the limits of these divided by ``depth``; ``-inf`` where a singular value
+    underflows float64 relative to the largest.
 
-    Give ``q_star`` for the critical point (chi = 1) with that fixed point, or the
-    variances ``sigma_w2`` and ``sigma_b2``. Sample i uses the i-th child of
-    ``SeedSequence(seed)``, so results are identical for the same seed and sample i
-    does not depend on ``n_samples``. ``dtype="float32"`` runs the product in
-    float32 (the spectrum is still computed in float64; eigenvalues below
-    ~1e-14 lambda_max are then lost). ``stable=True`` uses the QR (Lyapunov) route,
-    accurate for eigenvalues far below eps^2 lambda_max (measured ~5x the plain
-    route's cost per layer: QR, forming Q and a triangular product on top of the GEMM).
-    ``progress``: tqdm bar over samples (None: only on a terminal).
+    Example:
+        >>> ls = log_singular_values("linear", 150, 8, sigma_w2=1.0, sigma_b2=0.0, q0=1.0,
+        ...                          weights="gaussian", seed=0)
+        >>> ls.shape
+        (8,)
+    """
+    a, depth, n, _, w, _ = _prepare(activation, depth, width, 1, weights, "float64", True, max_memory)
+    sw, sb, q_in = _network(a, q_star, sigma_w2, sigma_b2, q0)
+    layers = _Layers(a, n, sw, sb, w, _generator(seed), np.dtype(np.float64))
+    return _log_svals(layers, n, depth, q_in)
 
-    Example: ``lam = empirical_spectrum("erf", depth=32, width=400, q_star=0.25)``.
+
+def _svals(m: np.ndarray) -> np.ndarray:
+    # float64 divide-and-conquer: float32 SVD is not faster in OpenBLAS and loses lambda < ~1e-14 lambda_max
+    return sla.svdvals(np.asarray(m, dtype=np.float64), overwrite_a=True, check_finite=False)
+
+
+def empirical_eigenvalues(
+    activation: str | Activation | Callable,
+    depth: int,
+    width: int,
+    *,
+    q_star: float | None = None,
+    sigma_w2: float | None = None,
+    sigma_b2: float | None = None,
+    weights: str = "orthogonal",
+    q0: float | None = None,
+    n_samples: int = 1,
+    seed: int | np.random.Generator | None = None,
+    stable: bool = False,
+    dtype: str = "float64",
+    progress: bool | None = None,
+    max_memory: int | None = None,
+) -> np.ndarray:
+    """Eigenvalues of J J^T for ``n_samples`` random networks, concatenated (each block sorted ascending).
+
+    J = D^L W^L ... D^1 W^1 (Pennington, Schoenholz & Ganguli 2017, eq. 6) of a width-N,
+    depth-L network h^l = W^l phi(h^{l-1}) + b^l with Gaussian (N(0, sigma_w2/N)) or
+    scaled Haar orthogonal (sqrt(sigma_w2) Q) weights and biases N(0, sigma_b2), started
+    from h^0 ~ N(0, q0). Its law is :func:`isometry.jacobian_spectrum` with the same
+    arguments (compare them with :func:`isometry.compare`).
+
+    Args:
+        activation: a registry name, an :class:`isometry.Activation` or a callable phi.
+        depth: L in [1, 1e9], the number of layers D^l W^l.
+        width: N >= 1.
+        q_star: the fixed point q*: the network sits at the critical point (chi = 1) with
+            this q* (:func:`isometry.network_parameters`). Or give ``sigma_w2`` and
+            ``sigma_b2`` (variances; q* from the length map, chi may differ from 1).
+        weights: ``"orthogonal"`` or ``"gaussian"`` (resolved by
+            :func:`isometry.spectrum.weight_law`; custom S-transforms cannot be sampled).
+        q0: the length of h^0; default q*, so that every layer sits at the fixed point
+            (with ``sigma_w2``/``sigma_b2`` it also picks the fixed point, as in the theory).
+        n_samples: the number of independent networks.
+        seed: an int, a ``numpy.random.Generator`` or None. Network i draws from the i-th
+            child of ``np.random.default_rng(seed).spawn(n_samples)``: results are identical
+            for the same int seed, and network i does not depend on ``n_samples``.
+        stable: use the QR (Lyapunov) route, accurate for eigenvalues far below
+            eps^2 lambda_max (about 5x the plain route's cost per layer).
+        dtype: ``"float32"`` runs the product in float32 (the SVD stays float64;
+            eigenvalues below ~1e-14 lambda_max are then lost).
+        progress: a tqdm bar over networks on stderr (None: only on a terminal).
+        max_memory: refuse (``ValueError``) a request whose :func:`memory_estimate` exceeds
+            this many bytes (default: the machine's physical memory), before allocating.
+
+    Returns:
+        ``n_samples * width`` eigenvalues, network i in ``[i * width, (i + 1) * width)``.
+
+    Example:
+        >>> lam = empirical_eigenvalues("erf", 32, 400, q_star=0.25, n_samples=2, seed=0)
+        >>> lam.shape
+        (800,)
     """
     from tqdm.auto import tqdm
 
-    a = get_activation(act)
-    depth = _positive_int(depth, "depth")
-    n = _positive_int(width, "width")
-    n_samples = _positive_int(n_samples, "n_samples")
-    _check_weights(weights)
-    dt = _dtype(dtype)
-    if stable and dt != np.float64:
-        raise ValueError(f"stable=True needs dtype='float64', got {dtype!r}")
-    sw, sb, q = network_parameters(a, q_star=q_star, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
-    seeds = seed.spawn(n_samples) if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed).spawn(n_samples)
+    a, depth, n, n_samples, w, dt = _prepare(activation, depth, width, n_samples, weights, dtype, stable, max_memory)
+    sw, sb, q_in = _network(a, q_star, sigma_w2, sigma_b2, q0)
+    children = _generator(seed).spawn(n_samples)
     out = np.empty(n_samples * n)
     for i in tqdm(range(n_samples), disable=(None if progress is None else not progress), desc="networks", leave=False):
-        rng = np.random.default_rng(seeds[i])
+        layers = _Layers(a, n, sw, sb, w, children[i], dt)
         if stable:
-            lam = np.exp(2.0 * log_singular_values(a, depth, n, sigma_w2=sw, sigma_b2=sb, q_star=q, weights=weights, rng=rng))
+            lam = np.exp(2.0 * _log_svals(layers, n, depth, q_in))
         else:
-            m = jacobian_product(a, depth, n, sigma_w2=sw, sigma_b2=sb, q_star=q, weights=weights, rng=rng, dtype=dt)
-            lam = np.sort(np.square(_svals(m)))
+            lam = np.sort(np.square(_svals(_product(layers, n, depth, q_in))))
         out[i * n:(i + 1) * n] = lam
+        del layers
     return out

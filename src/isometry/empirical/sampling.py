@@ -1,4 +1,4 @@
-"""Random weight matrices: Gaussian and Haar orthogonal, applied without forming Q.
+"""Random weight matrices: Gaussian and Haar orthogonal, the latter applied without forming Q.
 
 A Haar orthogonal matrix is the Q of the QR factorisation of an N x N Gaussian
 matrix G with the sign fix Q <- Q diag(sign R_ii) (Mezzadri 2007; without the
@@ -10,9 +10,11 @@ sampling costs O(N^2) instead of the (4/3) N^3 of ``dgeqrf`` plus the (4/3) N^3
 of ``dorgqr``, and applying Q = H_1 ... H_{N-1} diag(s) to an N x K block with
 LAPACK's blocked ``dormqr`` costs one GEMM's flops (2 N^2 K).
 
-:class:`HaarOrthogonal` holds the reflectors (``a``, ``tau`` in LAPACK ``geqrf``
-layout) and signs ``s``; ``apply(C)`` overwrites C with Q C. Workspace size
-for ``dormqr`` is queried once per (N, K, dtype) and reused.
+:func:`haar_orthogonal` is the public sampler (an explicit matrix). Inside the
+package, :func:`_householder_haar` keeps the reflectors (``a``, ``tau`` in LAPACK
+``geqrf`` layout) and signs ``s`` in a :class:`_HaarOrthogonal`, whose
+``apply(C)`` overwrites C with Q C; the ``dormqr`` workspace size is queried once
+per (N, K, dtype) and reused.
 """
 
 from __future__ import annotations
@@ -22,22 +24,38 @@ from functools import lru_cache
 import numpy as np
 from scipy.linalg import lapack
 
-__all__ = ["HaarOrthogonal", "haar_orthogonal", "gaussian_matrix", "householder_haar"]
+__all__ = ["haar_orthogonal", "gaussian_matrix"]
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 def _dtype(dtype) -> np.dtype:
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    try:
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    except TypeError:
+        name = None
     if name not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     return np.dtype(_DTYPES[name])
 
 
-def _check_n(n) -> int:
-    if int(n) != n or n < 1:
-        raise ValueError(f"width must be an integer >= 1, got {n!r}")
-    return int(n)
+def _positive_int(v, name: str) -> int:
+    """``v`` as an int >= 1: TypeError for booleans and non-numbers, ValueError otherwise."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be an integer >= 1, got {v!r} ({type(v).__name__})")
+    if not (np.isfinite(v) and int(v) == v and v >= 1):
+        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return int(v)
+
+
+def _generator(seed) -> np.random.Generator:
+    """``np.random.default_rng(seed)`` for an int, a Generator, a SeedSequence or None (booleans refused)."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be an int, a numpy Generator or None, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be an int >= 0, a numpy Generator or None, got {seed!r}") from None
 
 
 @lru_cache(maxsize=32)
@@ -52,12 +70,12 @@ def _ormqr_lwork(n: int, k: int, dtype: str) -> int:
     return max(int(work[0]), 1)
 
 
-class HaarOrthogonal:
+class _HaarOrthogonal:
     """A Haar-distributed orthogonal N x N matrix stored as Householder reflectors.
 
     ``Q = H_1 H_2 ... H_{N-1} diag(s)``, ``H_k = I - tau_k v_k v_k^T`` with
     ``v_k = (0, ..., 0, 1, a[k+1:, k])``. Use :meth:`apply` (Q C in place, one
-    ``dormqr`` call) or :meth:`dense` (the explicit matrix, for tests).
+    ``dormqr`` call) or :meth:`dense` (the explicit matrix).
     """
 
     __slots__ = ("a", "tau", "s")
@@ -82,19 +100,20 @@ class HaarOrthogonal:
         return out
 
     def dense(self) -> np.ndarray:
-        """The explicit orthogonal matrix (O(N^3); for tests and small N)."""
+        """The explicit orthogonal matrix (O(N^3))."""
         return self.apply(np.asfortranarray(np.eye(self.n, dtype=self.a.dtype)))
 
 
-def householder_haar(n: int, rng: np.random.Generator, dtype="float64", buffer: np.ndarray | None = None) -> HaarOrthogonal:
+def _householder_haar(n: int, rng: np.random.Generator, dtype="float64",
+                      buffer: np.ndarray | None = None) -> _HaarOrthogonal:
     """Draw a Haar orthogonal matrix as N - 1 Householder reflectors in O(N^2).
 
     Column k of the (Fortran-ordered) Gaussian array supplies x = G[k:, k]; LAPACK's
     ``dlarfg`` convention gives beta = -sign(x_1) ||x||, tau = (beta - x_1) / beta,
     v = x[1:] / (x_1 - beta), and R_kk = beta, so the sign fix is s_k = sign(beta)
-    (s_N = sign(G_NN)). ``buffer`` (N x N, C-ordered) is reused for the draw.
+    (s_N = sign(G_NN)). ``buffer`` (N x N, C-ordered float64) is reused for the draw.
     """
-    n = _check_n(n)
+    n = _positive_int(n, "n")
     dt = _dtype(dtype)
     if buffer is None or buffer.shape != (n, n) or buffer.dtype != np.float64 or not buffer.flags.c_contiguous:
         buffer = np.empty((n, n))
@@ -112,17 +131,47 @@ def householder_haar(n: int, rng: np.random.Generator, dtype="float64", buffer: 
     s = np.where(ok, np.sign(beta), sign)
     buffer *= scale[:, None]  # v_k = x[1:] / (alpha_k - beta_k); only the part below the diagonal is read
     a = buffer.T if dt == np.float64 else np.asfortranarray(buffer.T, dtype=dt)
-    return HaarOrthogonal(a, tau.astype(dt), s.astype(dt))
+    return _HaarOrthogonal(a, tau.astype(dt), s.astype(dt))
 
 
-def haar_orthogonal(n: int, rng: np.random.Generator | int | None = None, dtype="float64") -> np.ndarray:
-    """An explicit Haar orthogonal N x N matrix (via :func:`householder_haar`)."""
-    rng = np.random.default_rng(rng)
-    return householder_haar(n, rng, dtype).dense()
+def haar_orthogonal(n: int, seed: int | np.random.Generator | None = None, *, dtype="float64") -> np.ndarray:
+    """A Haar-distributed (uniform on O(N)) orthogonal N x N matrix.
+
+    Q is the Q factor of the QR factorisation of an N x N standard Gaussian matrix with the
+    sign fix Q <- Q diag(sign R_ii) (Mezzadri 2007); the Householder reflectors are drawn
+    directly from fresh Gaussian vectors (Stewart 1980), O(N^2) random numbers and one
+    O(N^3) product to form Q. With a Generator as ``seed`` its stream is consumed (N^2
+    normal draws), so a sequence of calls with the same Generator gives independent matrices.
+
+    Args:
+        n: the size N >= 1.
+        seed: an int, a ``numpy.random.Generator`` or None (fresh entropy).
+        dtype: ``"float64"`` or ``"float32"``.
+
+    Returns:
+        Q, an N x N array with Q^T Q = I.
+
+    Example:
+        >>> q = haar_orthogonal(4, seed=0)
+        >>> bool(np.allclose(q.T @ q, np.eye(4)))
+        True
+    """
+    n = _positive_int(n, "n")
+    return _householder_haar(n, _generator(seed), dtype).dense()
 
 
-def gaussian_matrix(n: int, rng: np.random.Generator | int | None = None, sigma_w2: float = 1.0, dtype="float64") -> np.ndarray:
-    """W with i.i.d. N(0, sigma_w2 / N) entries (``sigma_w2`` is a variance)."""
-    n = _check_n(n)
-    rng = np.random.default_rng(rng)
+def gaussian_matrix(n: int, seed: int | np.random.Generator | None = None, *, sigma_w2: float = 1.0,
+                    dtype="float64") -> np.ndarray:
+    """W (N x N) with i.i.d. N(0, sigma_w2 / N) entries (``sigma_w2`` is a variance), so E[W^T W] = sigma_w2 I.
+
+    Example:
+        >>> gaussian_matrix(3, seed=0, sigma_w2=2.0).shape
+        (3, 3)
+    """
+    n = _positive_int(n, "n")
+    if isinstance(sigma_w2, (bool, np.bool_)) or not isinstance(sigma_w2, (int, float, np.integer, np.floating)):
+        raise TypeError(f"sigma_w2 must be a number, got {sigma_w2!r}")
+    if not (np.isfinite(sigma_w2) and sigma_w2 > 0):
+        raise ValueError(f"sigma_w2 must be finite and > 0, got {sigma_w2!r}")
+    rng = _generator(seed)
     return (rng.standard_normal((n, n)) * np.sqrt(sigma_w2 / n)).astype(_dtype(dtype), copy=False)

@@ -128,8 +128,8 @@ def combined_over_optimizers(comparison: dict) -> dict:
 
 
 def e2_table(rows: list[Mapping]) -> list[dict]:
-    """Per (q*, weights) at the best learning rate: median tau, and the mean predicted/measured
-    sigma^2_{JJ^T} and s_max; plus the Spearman rank correlation of tau with measured sigma^2."""
+    """Per (q*, weights) at the best learning rate: median tau, and the mean predicted and measured
+    variance of the eigenvalues of J J^T and largest singular value of J."""
     best_rows = at_best_lr(rows, ("q_star", "weights"))
     groups = defaultdict(list)
     for r in best_rows:
@@ -141,9 +141,9 @@ def e2_table(rows: list[Mapping]) -> list[dict]:
             r.get(k) is not None for r in rs) else None
         out.append({"q_star": q, "weights": w, "learning_rate": rs[0]["learning_rate"],
                     "sigma_w2": rs[0].get("sigma_w2"), "median_tau": _finite_or_none(_median(t)),
-                    "taus": [_finite_or_none(x) for x in t], "predicted_sigma2": m("predicted_sigma2"),
-                    "measured_sigma2": m("measured_sigma2"), "measured_s_max": m("measured_s_max"),
-                    "predicted_s_max": m("predicted_s_max")})
+                    "taus": [_finite_or_none(x) for x in t],
+                    **{k: m(k) for k in ("predicted_variance", "measured_variance", "predicted_max_singular_value",
+                                         "measured_max_singular_value")}})
     return out
 
 
@@ -190,8 +190,8 @@ def analyse(experiment: str, rows: list[Mapping]) -> dict:
     elif experiment == "E2":
         t = e2_table(rows)
         res["table"] = t
-        res["spearman_tau_vs"] = {k: spearman_tau_vs(t, k) for k in ("q_star", "measured_sigma2", "measured_s_max",
-                                                                      "predicted_sigma2")}
+        res["spearman_tau_vs"] = {k: spearman_tau_vs(t, k) for k in (
+            "q_star", "measured_variance", "measured_max_singular_value", "predicted_variance")}
     elif experiment == "E3":
         res["table"] = e3_table(rows)
     return res

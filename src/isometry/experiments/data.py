@@ -2,8 +2,8 @@
 
 - ``mnist1d``: generated procedurally by the ``mnist1d`` package's ``make_dataset`` with a seeded
   configuration (its ``get_dataset`` would download; it is never called), cached as ``.npz`` in
-  the user cache directory (``$ISOMETRY_CACHE``, else ``platformdirs.user_cache_dir("isometry")``,
-  else ``~/.cache/isometry``); the cache file name is a hash of the generation arguments.
+  the user cache directory (``$ISOMETRY_CACHE``, else ``platformdirs.user_cache_dir("isometry")``);
+  the cache file name is a hash of the generation arguments.
 - ``digits``: scikit-learn's bundled 8x8 digits (1797 images, 64 features), a fixed seeded
   80/20 split, standardised per feature with the training statistics.
 - ``cifar10``: the standard CIFAR-10 python-pickle batches (``data_batch_1`` ... ``data_batch_5``,
@@ -17,16 +17,17 @@ Every loader returns a :class:`Dataset` of float32 features and int64 labels.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
 import random
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-DATASETS = ("mnist1d", "digits", "cifar10")
+from .._io import atomic_write_bytes
+from .config import DATASETS
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 
@@ -53,16 +54,14 @@ class Dataset:
 
 
 def cache_dir() -> str:
-    """The directory for cached generated data (``$ISOMETRY_CACHE`` overrides)."""
+    """The directory for cached generated data: ``$ISOMETRY_CACHE``, else
+    ``platformdirs.user_cache_dir("isometry")``."""
     env = os.environ.get("ISOMETRY_CACHE")
     if env:
         return os.path.abspath(os.path.expanduser(env))
-    try:
-        import platformdirs
+    import platformdirs
 
-        return platformdirs.user_cache_dir("isometry")
-    except ImportError:  # pragma: no cover
-        return os.path.join(os.path.expanduser("~"), ".cache", "isometry")
+    return platformdirs.user_cache_dir("isometry")
 
 
 def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,15 +122,9 @@ def load_mnist1d(num_samples: int = 10000, seed: int = 0, *, cache: bool = True)
         "y_test": np.asarray(d["y_test"], dtype=np.int64),
     }
     if cache:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
     return _mnist1d_dataset(arrays)
 
 
@@ -206,7 +199,7 @@ def load_cifar10(data_dir: str | os.PathLike, max_train: int | None = None) -> D
     ``max_train`` keeps only the first ``max_train`` training images (None: all 50000).
     """
     if data_dir is None:
-        raise ValueError("cifar10 needs --data-dir: a directory with data_batch_1..5 and test_batch")
+        raise ValueError("cifar10 needs data_dir: a directory holding data_batch_1..5 and test_batch")
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"CIFAR-10 directory not found: {data_dir}")

@@ -21,7 +21,7 @@ import itertools
 
 import numpy as np
 
-from .train import RunConfig
+from .config import DATASETS, RunConfig
 
 EXPERIMENTS = ("E1", "E2", "E3")
 
@@ -45,6 +45,14 @@ def q_star_for_sigma_w2(activation: str, sigma_w2: float) -> float:
 
     f = lambda lq: critical_point(activation, float(np.exp(lq))).sigma_w2 - sigma_w2  # noqa: E731
     return float(np.exp(brentq(f, np.log(1e-6), np.log(1e2), xtol=1e-12)))
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def _e1_networks() -> list[tuple[str, str, float]]:
@@ -82,22 +90,25 @@ def experiment_grid(name: str, *, quick: bool = False, paper_scale: bool = False
                     target_accuracy: float | None = None, device: str = "auto") -> list[RunConfig]:
     """The run configurations of experiment ``name`` (one of :data:`EXPERIMENTS`).
 
-    ``data``/``data_dir`` replace the dataset (mnist1d | digits | cifar10); ``seeds`` the number
-    of seeds; ``steps`` the training steps; ``target_accuracy`` the target (default per dataset,
-    :data:`TARGETS`). The list is deterministic, so its run ids are stable across invocations.
+    ``data``/``data_dir`` replace the dataset (mnist1d | digits | cifar10; cifar10 needs
+    ``data_dir``); ``seeds`` the number of seeds; ``steps`` the training steps;
+    ``target_accuracy`` the target (default per dataset, :data:`TARGETS`); ``device`` the device
+    of every run. The list is deterministic, so its run ids are stable across invocations.
+    Invalid values raise ``ValueError`` (from :class:`RunConfig`) naming the field.
+
+    >>> len(experiment_grid("E3", quick=True))
+    6
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
+    if data is not None and data not in DATASETS:
+        raise ValueError(f"data must be one of {', '.join(DATASETS)}, got {data!r}")
     z = _sizes(quick, paper_scale, data)
     if seeds is not None:
-        if int(seeds) < 1:
-            raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
-        z["seeds"] = int(seeds)
+        z["seeds"] = _positive_int("seeds", seeds)
     if steps is not None:
-        if int(steps) < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        z["steps"] = int(steps)
-    target = TARGETS[z["data"]] if target_accuracy is None else float(target_accuracy)
+        z["steps"] = _positive_int("steps", steps)
+    target = TARGETS[z["data"]] if target_accuracy is None else target_accuracy
     base = RunConfig(
         experiment=name, data=z["data"], data_dir=data_dir, depth=z["depth"], width=z["width"],
         batch_size=z["batch_size"], steps=z["steps"], n_evals=z["n_evals"], target_accuracy=target,

@@ -4,7 +4,10 @@ A report is a list of *parts* (one per figure of the paper). Each part is a
 function ``part(ctx) -> PartResult`` that draws its figures into ``ctx.out`` and
 returns the checks it made. A finished part is cached in ``OUT/parts/NAME.json``
 (written atomically) together with the settings it ran with, so an interrupted
-``isometry reproduce`` resumes where it stopped and reuses finished parts.
+``isometry reproduce`` resumes where it stopped and reuses finished parts; a part
+that raised is reported as a failed check but not cached (the next run tries it
+again). Figure paths are stored relative to ``OUT``, so the report folder can be
+moved and a relative ``OUT`` works from any working directory.
 Every check carries ``claim, theory, measured, tolerance, passed``; a failed
 check is written to the report like any other, never hidden.
 """
@@ -23,9 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._io import atomic_write_json, atomic_write_text
+from .._io import atomic_write_json, atomic_write_text, to_jsonable
 
-__all__ = ["Check", "PartResult", "Context", "check", "write_json_atomic", "load_cached", "run_parts", "write_report"]
+__all__ = ["Check", "PartResult", "Context", "check", "load_cached", "run_parts", "write_report"]
 
 
 @dataclass
@@ -41,8 +44,9 @@ class Check:
     rule: str = "abs(measured - theory) <= tolerance"
     kind: str = "theory"  # "theory": a claim of the analytic theory; "experiment": a training outcome
 
-    def as_dict(self) -> dict:
-        return _jsonable(asdict(self))
+    def to_dict(self) -> dict:
+        """JSON-ready fields (NumPy values made Python; NaN/inf made None)."""
+        return to_jsonable(asdict(self))
 
 
 def check(claim: str, theory: float, measured: float, tolerance: float, *, rel: bool = False, rule: str | None = None,
@@ -57,6 +61,8 @@ def check(claim: str, theory: float, measured: float, tolerance: float, *, rel: 
 
 @dataclass
 class PartResult:
+    """What one part of the report found: its text, figures (paths), checks and data."""
+
     name: str
     title: str
     text: str
@@ -64,11 +70,13 @@ class PartResult:
     checks: list[Check] = field(default_factory=list)
     data: dict = field(default_factory=dict)
     seconds: float = 0.0
+    failed: bool = False  # the part raised (then it is reported but not cached)
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
+        """JSON-ready fields (NumPy values made Python; NaN/inf made None)."""
         d = asdict(self)
-        d["checks"] = [c.as_dict() for c in self.checks]
-        return _jsonable(d)
+        d["checks"] = [c.to_dict() for c in self.checks]
+        return to_jsonable(d)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PartResult":
@@ -79,10 +87,24 @@ class PartResult:
 
 @dataclass
 class Context:
+    """Where and how the parts run: ``out`` (made absolute), ``scale`` ("quick", "cpu" or
+    "paper"), ``seed``, ``progress`` bars, and how the training runs are executed (``engine``,
+    ``max_parallel``, ``address``, ``num_cpus``, ``num_gpus``, ``retries``: see
+    :func:`isometry.experiments.run_experiment`)."""
+
     out: Path
-    scale: str  # "quick", "cpu" or "paper"
+    scale: str
     seed: int = 0
     progress: bool = True
+    engine: str = "local"
+    max_parallel: int | None = None
+    address: str | None = None
+    num_cpus: float = 1
+    num_gpus: float = 0
+    retries: int = 2
+
+    def __post_init__(self):
+        self.out = Path(os.path.abspath(os.fspath(self.out)))
 
     @property
     def quick(self) -> bool:
@@ -92,33 +114,15 @@ class Context:
         """The setting for the current scale."""
         return {"quick": quick, "cpu": cpu, "paper": cpu if paper is None else paper}[self.scale]
 
+    def run_options(self) -> dict:
+        """The execution options of the training runs, as keyword arguments of ``run_experiment``."""
+        return dict(engine=self.engine, max_parallel=self.max_parallel, address=self.address, num_cpus=self.num_cpus,
+                    num_gpus=self.num_gpus, retries=self.retries)
+
     def figure_path(self, name: str) -> Path:
         p = self.out / "figures" / f"{name}.png"
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
-
-
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return _jsonable(o.tolist())
-    if isinstance(o, (np.floating,)):
-        o = float(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.bool_,)):
-        return bool(o)
-    if isinstance(o, float) and not np.isfinite(o):
-        return None if np.isnan(o) else ("inf" if o > 0 else "-inf")
-    return o
-
-
-def write_json_atomic(path: os.PathLike, obj) -> None:
-    """Write ``obj`` (numpy values allowed) as JSON atomically."""
-    atomic_write_json(path, _jsonable(obj))
 
 
 def load_cached(ctx: Context, name: str) -> PartResult | None:
@@ -127,12 +131,12 @@ def load_cached(ctx: Context, name: str) -> PartResult | None:
     if not cache.exists():
         return None
     try:
-        d = json.loads(cache.read_text())
-        if d.get("scale") == ctx.scale and d.get("seed") == ctx.seed and all(
-            (ctx.out / f).exists() for f in d["result"]["figures"]
-        ):
+        d = json.loads(cache.read_text(encoding="utf-8"))
+        figures = d["result"]["figures"]
+        if (d.get("scale") == ctx.scale and d.get("seed") == ctx.seed and not d["result"].get("failed")
+                and all(isinstance(f, str) and not os.path.isabs(f) and (ctx.out / f).is_file() for f in figures)):
             return PartResult.from_dict(d["result"])
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass  # unreadable cache: recompute
     return None
 
@@ -157,12 +161,15 @@ def run_parts(ctx: Context, parts: list[tuple[str, Callable[[Context], PartResul
         except Exception as exc:  # the report records the failure instead of dying
             res = PartResult(name, name, f"This part failed: {type(exc).__name__}: {exc}", checks=[
                 Check(f"part '{name}' runs", "runs", f"{type(exc).__name__}: {exc}", "-", False, rule="runs without error")
-            ])
+            ], failed=True)
         res.seconds = time.perf_counter() - t0
         for c in res.checks:
             c.part = name
-        res.figures = [os.path.relpath(f, ctx.out) if os.path.isabs(f) else f for f in res.figures]
-        write_json_atomic(ctx.out / "parts" / f"{name}.json", {"scale": ctx.scale, "seed": ctx.seed, "result": res.as_dict()})
+        # relative to the report folder (a part's relative path is relative to the working directory)
+        res.figures = [os.path.relpath(os.path.abspath(f), ctx.out) for f in res.figures]
+        if not res.failed:
+            atomic_write_json(ctx.out / "parts" / f"{name}.json",
+                              {"scale": ctx.scale, "seed": ctx.seed, "result": res.to_dict()})
         results.append(res)
         log(f"[{name}] {sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed in {res.seconds:.1f} s")
     return results
@@ -176,14 +183,14 @@ def _fmt(v) -> str:
 
 def write_report(ctx: Context, results: list[PartResult], header: str = "") -> dict:
     """Write ``report.md``, ``index.html`` and ``checks.json`` into ``ctx.out``; return a summary."""
-    checks = [c.as_dict() for r in results for c in r.checks]
+    checks = [c.to_dict() for r in results for c in r.checks]
     n_pass = sum(c["passed"] for c in checks)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     theory = [c for c in checks if c.get("kind") == "theory"]
     summary = {"scale": ctx.scale, "seed": ctx.seed, "generated": stamp, "n_checks": len(checks),
                "n_passed": n_pass, "n_failed": len(checks) - n_pass,
                "n_theory_failed": sum(not c["passed"] for c in theory), "checks": checks}
-    write_json_atomic(ctx.out / "checks.json", summary)
+    atomic_write_json(ctx.out / "checks.json", summary)
 
     md = ["# isometry: reproduction of Pennington, Schoenholz & Ganguli (NIPS 2017)", "",
           f"Scale: **{ctx.scale}**, seed {ctx.seed}, generated {stamp}. "
@@ -192,7 +199,7 @@ def write_report(ctx: Context, results: list[PartResult], header: str = "") -> d
         md += [header, ""]
     for r in results:
         md += [f"## {r.title}", "", r.text, ""]
-        md += [f"![{r.name}]({f})" for f in r.figures] + [""]
+        md += [f"![{r.name}]({Path(f).as_posix()})" for f in r.figures] + [""]
         if r.checks:
             md += ["| claim | theory | measured | tolerance | rule | passed |", "|---|---|---|---|---|---|"]
             esc = lambda t: str(t).replace("|", "\\|")  # noqa: E731  (a pipe would end the table cell)

@@ -4,10 +4,11 @@ law of phi'(h) (follow-up paper Fig. 3)."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import erf
 
 from ..activations import get_activation
 from ..meanfield import critical_point, mu, phase_diagram, q_star
-from ..plotting import _plt, save_figure
+from ..plotting import pyplot, save_figure
 from .core import Check, Context, PartResult, check
 
 
@@ -48,9 +49,8 @@ def phase_part(ctx: Context) -> PartResult:
         checks.append(check(f"tanh critical point at sigma_w2={sw2}: sigma_b2 (paper ~{sb2_paper:g})", sb2_paper, cp.sigma_b2,
                             0.1, rel=True))
     q = 0.5
-    checks.append(check("hard_tanh: sigma_w2 = 1/erf(1/sqrt(2 q*)) at q*=0.5", 1 / float(np.asarray(
-        __import__("scipy.special", fromlist=["erf"]).erf(1 / np.sqrt(2 * q)))), critical_point("hard_tanh", q).sigma_w2, 1e-12,
-        rel=True))
+    checks.append(check("hard_tanh: sigma_w2 = 1/erf(1/sqrt(2 q*)) at q*=0.5", 1 / float(erf(1 / np.sqrt(2 * q))),
+                        critical_point("hard_tanh", q).sigma_w2, 1e-12, rel=True))
     checks.append(check("erf: sigma_w2 = sqrt(1 + pi q*) at q*=0.5", np.sqrt(1 + np.pi * q), critical_point("erf", q).sigma_w2,
                         1e-12, rel=True))
     r = critical_point("relu", q)
@@ -75,33 +75,41 @@ def phase_part(ctx: Context) -> PartResult:
 
 def dphi_part(ctx: Context) -> PartResult:
     """Follow-up Fig. 3: the distribution of phi'(h), h ~ N(0, q*), for q* in {0.2, 0.5, 1, 2}."""
-    plt = _plt()
+    plt = pyplot()
     acts = ["relu", "hard_tanh", "erf", "tanh"] if ctx.quick else ["relu", "hard_tanh", "shifted_relu", "erf", "tanh", "silu"]
     qs = [0.2, 0.5, 1.0, 2.0]
     rng = np.random.default_rng(ctx.seed + 1)
     n = ctx.pick(100_000, 400_000)
-    fig, axes = plt.subplots(1, len(acts), figsize=(3.2 * len(acts), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(acts), figsize=(3.2 * len(acts), 3.0), squeeze=False, layout="constrained")
     checks = []
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes[0], acts):
         a = get_activation(name)
-        for q in qs:
+        for i, q in enumerate(qs):
             d = a.dphi(rng.standard_normal(n) * np.sqrt(q))
-            if a.d2_atoms is not None:  # discrete: show the atoms as bars
+            col = colours[i % len(colours)]
+            if a.d2_atoms is not None:  # a discrete law: its atoms as markers at their probability
                 vals, counts = np.unique(np.round(d, 12), return_counts=True)
-                ax.plot(vals, counts / n, "o-", ms=4, label=f"q*={q}")
+                ax.vlines(vals, 0, counts / n, color=col, lw=1, alpha=0.6)
+                ax.plot(vals, counts / n, "o", color=col, ms=5, label=f"q* = {q}")
             else:
-                ax.hist(d, bins=80, density=True, histtype="step", label=f"q*={q}")
+                ax.hist(d, bins=80, density=True, histtype="step", color=col, label=f"q* = {q}")
             for k in (1, 2):
                 m_t = float(mu(a, q, k))
                 m_s = float(np.mean(d ** (2 * k)))
                 se = float(np.std(d ** (2 * k)) / np.sqrt(n))
                 checks.append(check(f"{name}: mu_{k}(q*={q}) quadrature/closed form vs {n} samples (5 s.e.)", m_t, m_s,
                                     5 * se + 1e-12))
-        ax.set_title(name)
+        ax.set_title(f"{name}, h ~ N(0, q*)", fontsize=9)
         ax.set_xlabel(r"$\phi'(h)$")
-        ax.set_yscale("log")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+        if a.d2_atoms is not None:
+            ax.set_ylim(0, 1.05)
+            ax.set_ylabel("probability (atoms)")
+        else:
+            ax.set_yscale("log")
+            ax.set_ylabel("density")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
     path = save_figure(fig, ctx.figure_path("fig_dphi_distribution"))
     text = ("The law of phi'(h) for h ~ N(0, q*) decides the Jacobian spectrum: ReLU-like units give a Bernoulli law "
             "(two atoms) at every q*, so their spectrum spreads with depth; smooth units (erf, tanh) concentrate phi' near 1 "

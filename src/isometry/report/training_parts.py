@@ -8,28 +8,31 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from .core import Check, Context, PartResult, check
 
 
 def _run(ctx: Context, name: str):
-    from ..experiments import analysis, experiment_grid, run_grid, summarise
-    from ..experiments.plots import plot_experiment
+    """Run experiment ``name`` at the report's scale into ``OUT/training/NAME``: (rows, analysis, figures)."""
+    from ..experiments import run_experiment
 
-    out = ctx.out / "training" / name
-    configs = experiment_grid(name, quick=ctx.quick, paper_scale=ctx.scale == "paper",
-                              data_dir=os.environ.get("ISOMETRY_CIFAR_DIR") if ctx.scale == "paper" else None)
-    run_grid(configs, out, progress=ctx.progress)
-    rows = summarise(out, configs)
-    figs = []
-    for p in plot_experiment(name, str(out)):
-        dst = ctx.figure_path(f"fig_training_{os.path.basename(p)[:-4]}")
-        shutil.copyfile(p, dst)
-        figs.append(str(dst))
-    return rows, analysis.analyse(name, rows), figs
+    paper = ctx.scale == "paper"
+    res = run_experiment(name, ctx.out / "training" / name, quick=ctx.quick, paper_scale=paper,
+                         data_dir=os.environ.get("ISOMETRY_CIFAR_DIR") if paper else None, progress=ctx.progress,
+                         **ctx.run_options())
+    if not res.complete:
+        failed = "; ".join(f"{rid}: {msg}" for rid, msg in list(res.sweep.failed.items())[:3])
+        raise RuntimeError(f"{name}: {res.sweep.total - len(res.rows)} of {res.sweep.total} runs did not finish "
+                           f"({failed})")
+    figures = []
+    for src in res.figures:  # the report keeps its own copy beside the other parts' figures
+        dst = ctx.figure_path(f"fig_training_{os.path.splitext(os.path.basename(src))[0]}")
+        with open(src, "rb") as fh:
+            figures.append(atomic_write_bytes(dst, fh.read()))
+    return list(res.rows), res.analysis, figures
 
 
 def _init_checks(rows) -> list[Check]:
@@ -37,14 +40,15 @@ def _init_checks(rows) -> list[Check]:
     orthogonal tanh at small q* much closer to isometry than ReLU (one small finite network each, so the
     spreads themselves are only listed in the data; the moments part checks them at width)."""
     def spread(act, w, qmax=None):
-        v = [float(r["measured_sigma2"]) for r in rows if r["activation"] == act and r["weights"] == w
-             and r.get("measured_sigma2") is not None and (qmax is None or r["q_star"] <= qmax)]
+        v = [float(r["measured_variance"]) for r in rows if r["activation"] == act and r["weights"] == w
+             and r.get("measured_variance") is not None and (qmax is None or r["q_star"] <= qmax)]
         return float(np.median(v)) if v else math.nan
 
     tanh_o, relu_o = spread("tanh", "orthogonal", 0.03), spread("relu", "orthogonal")
     if not (math.isfinite(tanh_o) and math.isfinite(relu_o)):
         return []
-    return [check("at init: measured sigma^2_JJ^T of orthogonal tanh (q*<=0.03) < that of orthogonal ReLU", relu_o,
+    return [check("at init: measured variance of the eigenvalues of J J^T, orthogonal tanh (q*<=0.03) < orthogonal ReLU",
+                  relu_o,
                   tanh_o, 0.0, passed=tanh_o < relu_o, rule="measured (tanh) < theory column (ReLU, also measured)")]
 
 
@@ -52,10 +56,11 @@ def _init_table(rows) -> list[dict]:
     seen, out = set(), []
     for r in rows:
         key = (r["activation"], r["weights"], r["q_star"], r["depth"])
-        if key not in seen and r.get("predicted_sigma2") is not None:
+        if key not in seen and r.get("predicted_variance") is not None:
             seen.add(key)
-            out.append({k: r.get(k) for k in ("activation", "weights", "q_star", "depth", "width", "predicted_sigma2",
-                                              "measured_sigma2", "predicted_s_max", "measured_s_max")})
+            out.append({k: r.get(k) for k in ("activation", "weights", "q_star", "depth", "width", "predicted_variance",
+                                              "measured_variance", "predicted_max_singular_value",
+                                              "measured_max_singular_value")})
     return out
 
 
@@ -91,12 +96,13 @@ def training_part(ctx: Context) -> PartResult:
                 for opt, d in res.get("by_optimizer", {}).items()))
         elif name == "E2":
             sp = res.get("spearman_tau_vs", {})
-            texts.append(f"E2: Spearman correlation of steps-to-target with measured sigma^2 {sp.get('measured_sigma2')}, "
-                         f"with q* {sp.get('q_star')}")
-            rho = sp.get("measured_sigma2")
+            texts.append(f"E2: Spearman correlation of steps-to-target with the measured variance of the eigenvalues "
+                         f"of J J^T {sp.get('measured_variance')}, with q* {sp.get('q_star')}")
+            rho = sp.get("measured_variance")
             checks.append(check("E2: learning is slower (more steps) the less isometric the network (Spearman > 0)",
                                 1.0, math.nan if rho is None else rho, 1.0, passed=rho is not None and rho > 0,
-                                rule="Spearman rank correlation(steps to target, measured sigma^2) > 0", kind="experiment"))
+                                rule="Spearman rank correlation(steps to target, measured variance) > 0",
+                                kind="experiment"))
         else:
             tab = res.get("table", [])
             texts.append("E3: " + ", ".join(f"L={t['depth']}: eta* L={t['eta_times_depth']:.3g}, tau*/sqrt(L)="

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from .s_transforms import weight_law
+
 __all__ = [
     "fuss_catalan_moments",
     "fuss_catalan_density",
@@ -53,6 +55,14 @@ def fuss_catalan_density(depth: int, n: int = 2000) -> tuple[np.ndarray, np.ndar
     return lam, rho
 
 
+def _builtin_weights(weights) -> str:
+    """The canonical name of a built-in weight law (these closed forms know only the two)."""
+    name = weight_law(weights).name
+    if name not in ("orthogonal", "gaussian"):
+        raise ValueError(f"this closed form is for 'orthogonal' or 'gaussian' weights, got the custom law {name!r}")
+    return name
+
+
 def bernoulli_lambda_max(p: float, depth: int, sigma_w2: float, weights: str = "orthogonal") -> float:
     """Right edge (or top atom) of the spectrum for Bernoulli(p) D^2 with scale sigma_w2.
 
@@ -60,7 +70,12 @@ def bernoulli_lambda_max(p: float, depth: int, sigma_w2: float, weights: str = "
     one-dimensional function; for large L it behaves as (sigma_w2 p)^L e L / p.
     Here we return the orthogonal closed form, and for Gaussian weights the
     asymptotic form (use the spectrum's ``max_eigenvalue`` for the exact edge).
+    ``weights`` is resolved by :func:`isometry.spectrum.weight_law` (unknown names raise).
+
+    >>> bernoulli_lambda_max(0.5, 2, 2.0, "orthogonal")          # ReLU, L = 2: edge at 4
+    4.0
     """
+    weights = _builtin_weights(weights)
     L = int(depth)
     scale = (sigma_w2 * p) ** L
     if weights == "orthogonal":
@@ -91,6 +106,7 @@ def polynomial_m(z: np.ndarray, depth: int, p: float = 1.0, weights: str = "gaus
     The path starts far above the spectrum (M ~ 1/z) and descends through the
     sorted z; at each z the root nearest the previous one (with Im M <= 0) is kept.
     """
+    weights = _builtin_weights(weights)
     L = int(depth)
     z = np.atleast_1d(np.asarray(z, float))
     order = np.argsort(-z)

@@ -1,336 +1,285 @@
-"""JacobianSpectrum: the spectrum of J J^T for a deep random network, from free probability.
+"""The free-probability laws of J J^T: :class:`JacobianSpectrum` and :class:`UniversalSpectrum`.
 
 J = D^L W^L ... D^1 W^1 with h ~ N(0, q*) at every layer (Pennington, Schoenholz
-& Ganguli 2017, sec. 2; 2018).  With the factors normalised to mean 1,
+& Ganguli 2017, sec. 2; 2018). With the factors normalised to mean 1,
 
     S_{JJ^T}(z) = chi^{-L} S_{D^2}(z)^L S_{W^T W}(z)^L,     chi = sigma_w2 mu_1,
 
 so lambda = chi^L lambda~, where lambda~ has mean 1 and variance
-L (mu_2/mu_1^2 - 1 - s_1) (eq. 16; s_1 = 0 orthogonal, -1 Gaussian).  The scale
-is kept as ``log_scale = L log chi`` so depth and distance from criticality
-never overflow; quantities that are not representable raise ``ValueError``
-and have ``log_`` variants.
+L (mu_2/mu_1^2 - 1 - s_1) (eq. 16; s_1 = 0 orthogonal, -1 Gaussian). The scale is kept
+as ``L log chi`` so depth and distance from criticality never overflow; the bands of the
+continuous part are traced by :mod:`isometry.spectrum.solver` on the scale log lambda.
+
+:class:`BandSpectrum` implements the hooks of :class:`~isometry.spectrum.base.Spectrum`
+for any law given by a solver parametrisation (its bands), a log-scale, atoms and an
+exact S-transform series; the finite-depth and the universal (L -> infinity) laws are
+its subclasses, and other free-probability laws (e.g. residual networks) can be too.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Callable
 
 import numpy as np
 
 from ..activations import get_activation
-from ..meanfield import critical_point, mu, network_parameters
+from ..meanfield import _positive_number, critical_point, mu, network_parameters
 from . import series
+from .base import Spectrum
 from .d2 import D2Law, d2_law
 from .s_transforms import WeightLaw, weight_law
 from .solver import Band, FiniteDepth, Universal, band_cdf, solve_at, trace_bands
 
-__all__ = ["JacobianSpectrum", "jacobian_spectrum", "q_star_for_variance", "universal_spectrum"]
+__all__ = [
+    "BandSpectrum",
+    "JacobianSpectrum",
+    "UniversalSpectrum",
+    "jacobian_spectrum",
+    "jacobian_variance",
+    "q_star_for_variance",
+    "universal_spectrum",
+    "MAX_DEPTH",
+]
 
-_LOG_MAX = 709.0
-_T_FLOOR = -745.0  # log of the smallest positive double: traced at least this far down
+MAX_DEPTH = 10**7
+"""The largest depth the finite-depth law is computed for (tested: bands, cdf and quantiles)."""
+
+_MASS_TOL = 1e-3  # a traced law whose masses do not add up to 1 within this is refused (typical error: 1e-9)
+
+
+# --------------------------------------------------------------------- the one variance formula
+def _normalised_variance(mu1: float, mu2: float, depth: int, wl: WeightLaw) -> float:
+    """Var[lambda / chi^L] = L (mu_2/mu_1^2 - 1 - s_1) (Pennington et al. 2017, eq. 16).
+
+    ``s_1`` is the first S-transform coefficient of the normalised W^T W (0 orthogonal,
+    -1 Gaussian). Rounding below 0 (orthogonal linear networks: exactly 0) is clipped.
+    """
+    return max(float(depth) * (mu2 / (mu1 * mu1) - 1.0 - wl.s1), 0.0)
+
+
+def jacobian_variance(activation, depth: int, *, q_star: float, weights="orthogonal") -> float:
+    """Variance of the eigenvalues of J J^T at the critical point (chi = 1) with fixed point q*.
+
+    sigma^2_{JJ^T} = L (mu_2/mu_1^2 - 1 - s_1), mu_k = E[phi'(h)^(2k)], h ~ N(0, q*)
+    (Pennington, Schoenholz & Ganguli 2017, eq. 16); s_1 = 0 for orthogonal weights, -1 for
+    Gaussian weights. The mean of the eigenvalues is 1 there.
+
+    Args:
+        activation: a registry name, an :class:`isometry.Activation` or a callable phi.
+        depth: L, the number of critical layers.
+        q_star: the fixed point q* > 0 selecting the critical point.
+        weights: "orthogonal", "gaussian", a :class:`WeightLaw` or an S-transform callable.
+
+    Example:
+        >>> round(jacobian_variance("relu", 10, q_star=1.0), 12)     # mu2/mu1^2 = 2 for ReLU
+        10.0
+        >>> round(jacobian_variance("linear", 10, q_star=1.0, weights="gaussian"), 12)
+        10.0
+    """
+    a = get_activation(activation)
+    L = _check_depth(depth)
+    wl = weight_law(weights)
+    cp = critical_point(a, q_star)
+    return _normalised_variance(cp.mu1, cp.mu2, L, wl)
+
+
+# --------------------------------------------------------------------- a law traced in bands
+@dataclass(eq=False)
+class _Engine:
+    """What a :class:`BandSpectrum` is computed from.
+
+    ``param``: a solver parametrisation (``FiniteDepth``, ``Universal``, or any object with
+    their methods); ``log_scale``: lambda = exp(log_scale) lambda~; ``atoms``: (log lambda~,
+    mass) with the atom at 0 as (-inf, mass); ``var_normalised``: Var[lambda~];
+    ``s_series(K)``: the first K Taylor coefficients of the S-transform of lambda~.
+    """
+
+    param: Any
+    log_scale: float
+    atoms: tuple[tuple[float, float], ...]
+    var_normalised: float
+    s_series: Callable[[int], np.ndarray]
+    cache: dict = field(default_factory=dict)
+
+
+class BandSpectrum(Spectrum):
+    """A free-probability law whose continuous part is traced in bands by the master-equation solver.
+
+    Subclasses are dataclasses with their parameters and a private ``_engine`` (see
+    :class:`_Engine`); everything else comes from here.
+    """
+
+    _engine: _Engine
+
+    # ---------------------------------------------------------------- bands
+    @property
+    def _bands(self) -> list[Band]:
+        e = self._engine
+        b = e.cache.get("bands")
+        if b is None:
+            cont = 1.0 - sum(m for _, m in e.atoms)
+            b = [] if cont < 1e-13 else trace_bands(e.param, np.inf)
+            traced = sum(x.mass for x in b)
+            if cont >= 1e-13 and not abs(traced - cont) <= _MASS_TOL:
+                raise ValueError(
+                    f"the spectrum ({self._title()}) could not be traced: its bands hold mass {traced:.6g} "
+                    f"where {cont:.6g} is expected; this law is outside what the solver resolves (e.g. phi'(h)^2 "
+                    "spanning more than a double's range at a large q*): try a smaller q_star"
+                )
+            e.cache["bands"] = b
+        return b
+
+    # ---------------------------------------------------------------- hooks
+    def _atoms_log(self):
+        s = self._engine.log_scale
+        return tuple((t + s if t > -math.inf else t, m) for t, m in self._engine.atoms)
+
+    def _support_log(self) -> tuple[float, float]:
+        e = self._engine
+        tops = [b.t_top for b in self._bands] + [t for t, m in e.atoms if m > 0 and t > -math.inf]
+        bottoms = [b.t_bottom for b in self._bands] + [t for t, m in e.atoms if m > 0]
+        return float(min(bottoms)) + e.log_scale, float(max(tops)) + e.log_scale
+
+    def _pdf_log(self, t: np.ndarray) -> np.ndarray:
+        e = self._engine
+        t = np.asarray(t, dtype=float) - e.log_scale
+        out = np.zeros(t.shape)
+        for b in self._bands:
+            sel = (t < b.t_top) & (t >= b.t[-1])
+            if np.any(sel):
+                _, m, _ = solve_at(e.param, b, t[sel])
+                out[sel] += np.maximum(-m.imag, 0.0) / np.pi
+            tail = t < b.t[-1]
+            if np.any(tail):  # beyond the traced end (little mass there): the fitted tail in t
+                out[tail] += b.tail_density(t[tail])
+        return out
+
+    def _cdf_log(self, t: np.ndarray) -> np.ndarray:
+        e = self._engine
+        t = np.asarray(t, dtype=float) - e.log_scale
+        out = np.full(t.shape, float(sum(m for tt, m in e.atoms if tt == -math.inf)))
+        for tt, m in e.atoms:
+            if tt > -math.inf:  # lambda at the atom (to rounding of log lambda) includes it
+                out += np.where(t >= tt - 4e-15 * (1.0 + abs(tt) + abs(e.log_scale)), m, 0.0)
+        for b in self._bands:
+            out += band_cdf(e.param, b, t)
+        return np.clip(out, 0.0, 1.0)
+
+    def _continuous_mass(self) -> float:
+        return float(sum(b.mass for b in self._bands))
+
+    def _quantile_table(self):
+        e = self._engine
+        ts = [t for b in self._bands for t in b.t] + [t for t, m in e.atoms if t > -math.inf]
+        # below the traced end of a band reaching lambda -> 0: points inside its extrapolated tail
+        ts += [b.t[-1] * (1e6 if b.tail_kind == "power" and b.t[-1] < 0 else 1.0)
+               - 50.0 * (1.0 + 1.0 / max(b.tail_rate, 1e-300)) for b in self._bands if not b.lower_edge]
+        tab = np.unique(np.asarray(ts, float))
+        if tab.size == 0:
+            tab = np.array([0.0])
+        tab = tab + e.log_scale
+        return tab, self._cdf_log(tab)
+
+    def _log_moment(self, order: int) -> float:
+        e = self._engine
+        s = e.s_series(order + 1)
+        m = series.moments_from_s(s[: order + 1])[order]
+        if not m > 0:
+            raise ValueError(f"the moment recursion lost precision at order {order} (non-positive moment); "
+                             "use a smaller order")
+        return float(math.log(m) + e.log_scale * order)
+
+    def _log_mean(self) -> float:
+        return float(self._engine.log_scale)
+
+    def _log_var(self) -> float:
+        e = self._engine
+        if e.var_normalised <= 0:
+            return -math.inf
+        return float(2.0 * e.log_scale + math.log(e.var_normalised))
 
 
 @dataclass(frozen=True, eq=False)
-class JacobianSpectrum:
-    """Law of the eigenvalues lambda of J J^T (squared singular values of J).
+class JacobianSpectrum(BandSpectrum):
+    """Law of the eigenvalues lambda of J J^T (squared singular values of J) of a deep random network.
 
-    Atoms are listed in ``atoms`` as (location, mass); ``atom`` is the mass at 0.
-    ``density`` is the continuous part; ``cdf`` includes the atoms.
+    Made by :func:`jacobian_spectrum`. Fields: the network (``activation`` name, ``depth`` L,
+    ``weights`` law name, fixed point ``q_star``, variances ``sigma_w2``, ``sigma_b2``) and
+    ``mu1``, ``mu2`` (mu_k = E[phi'(h)^(2k)], h ~ N(0, q*)). E[lambda] = chi^L with
+    chi = sigma_w2 mu1; Var[lambda] = chi^{2L} L (mu2/mu1^2 - 1 - s1).
+
+    The scipy.stats verbs (``pdf``, ``cdf``, ``ppf``, ``moment``, ``mean()``, ``var()``,
+    ``rvs`` ...) are documented on :class:`~isometry.spectrum.base.Spectrum`.
     """
 
     activation: str
-    depth: float
+    depth: int
     weights: str
     q_star: float
     sigma_w2: float
     sigma_b2: float
     mu1: float
     mu2: float
-    log_scale: float  # L log chi: lambda = exp(log_scale) * lambda~
-    variance_normalised: float  # Var lambda~ = L (mu2/mu1^2 - 1 - s1)
-    atoms_normalised: tuple[tuple[float, float], ...]  # (log lambda~, mass), zero atom as (-inf, mass)
-    _param: Any = field(repr=False)
-    _s_series: Callable[[int], np.ndarray] = field(repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)
+    _engine: _Engine = field(repr=False, compare=False, kw_only=True)
 
-    # ----------------------------------------------------------------- scale and moments
     @property
     def chi(self) -> float:
-        return float(math.exp(self.log_scale / self.depth)) if math.isfinite(self.depth) else 1.0
+        """sigma_w2 mu_1: the mean squared singular value per layer (1 at criticality)."""
+        return float(self.sigma_w2 * self.mu1)
 
-    @property
-    def log_mean(self) -> float:
-        """log E[lambda] = L log chi (exact)."""
-        return self.log_scale
+    def _describe(self) -> dict[str, Any]:
+        return {"activation": self.activation, "depth": self.depth, "weights": self.weights,
+                "q_star": self.q_star, "sigma_w2": self.sigma_w2, "sigma_b2": self.sigma_b2,
+                "mu1": self.mu1, "mu2": self.mu2, "chi": self.chi}
 
-    @property
-    def mean(self) -> float:
-        """E[lambda] = (sigma_w2 mu_1)^L = chi^L (eq. 15)."""
-        return self._exp(self.log_scale, "mean")
+    def _title(self) -> str:
+        crit = "critical" if abs(self.chi - 1.0) < 1e-9 else f"chi={self.chi:.4g}"
+        return f"{self.activation}, L={self.depth:g}, {self.weights} weights, q*={self.q_star:.3g} ({crit})"
 
-    @property
-    def variance(self) -> float:
-        """Var[lambda] = chi^{2L} L (mu_2/mu_1^2 - 1 - s_1) (eq. 16 off criticality)."""
-        if self.variance_normalised == 0:
-            return 0.0
-        return self._exp(2 * self.log_scale + math.log(self.variance_normalised), "variance")
 
-    def moments(self, k: int) -> np.ndarray:
-        """The first k moments E[lambda^j], j = 1..k, from the exact S-transform series."""
-        return np.exp(self.log_moments(k))
+@dataclass(frozen=True, eq=False)
+class UniversalSpectrum(BandSpectrum):
+    """The L -> infinity law at fixed Var[lambda] = ``sigma0_2`` (double scaling; Pennington et al. 2018).
 
-    def log_moments(self, k: int) -> np.ndarray:
-        """log E[lambda^j], j = 1..k (never overflows)."""
-        if int(k) != k or k < 1 or k > 20:
-            raise ValueError(f"k must be an integer in [1, 20], got {k!r}")
-        k = int(k)
-        s = self._s_series(k + 1)
-        m = series.moments_from_s(s[: k + 1])[1 : k + 1]
-        if np.any(m <= 0):
-            raise ValueError("moment recursion lost precision (non-positive moment); use a smaller k")
-        return np.log(m) + self.log_scale * np.arange(1, k + 1)
+    ``kind`` "bernoulli" (hard-tanh-like Bernoulli D^2, orthogonal weights) or "smooth"
+    (smooth activations, orthogonal weights). Made by :func:`universal_spectrum`.
+    """
 
-    # ----------------------------------------------------------------- atoms
-    @property
-    def atom(self) -> float:
-        """Mass at lambda = 0."""
-        return float(sum(m for t, m in self.atoms_normalised if t == -np.inf))
+    kind: str
+    sigma0_2: float
+    _engine: _Engine = field(repr=False, compare=False, kw_only=True)
 
-    @property
-    def atoms(self) -> tuple[tuple[float, float], ...]:
-        """All atoms as (lambda, mass); lambda = 0 for the zero atom."""
-        out = []
-        for t, m in self.atoms_normalised:
-            out.append((0.0 if t == -np.inf else float(np.exp(t + self.log_scale)), m))
-        return tuple(out)
+    def _describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "sigma0_2": self.sigma0_2}
 
-    # ----------------------------------------------------------------- bands
-    @property
-    def _bands(self) -> list[Band]:
-        b = self._cache.get("bands")
-        if b is None:
-            cont = 1.0 - sum(m for _, m in self.atoms_normalised)
-            b = [] if cont < 1e-13 else trace_bands(self._param, np.inf)
-            self._cache["bands"] = b
-        return b
-
-    @property
-    def continuous_mass(self) -> float:
-        """Mass of the continuous part as integrated numerically (compare 1 - sum of atoms)."""
-        return float(sum(b.mass for b in self._bands))
-
-    @property
-    def log_max_eigenvalue(self) -> float:
-        """log of the right edge of the support (or of the top atom)."""
-        ts = [b.t_top for b in self._bands] + [t for t, m in self.atoms_normalised if m > 0]
-        return float(max(ts)) + self.log_scale
-
-    @property
-    def max_eigenvalue(self) -> float:
-        return self._exp(self.log_max_eigenvalue, "max_eigenvalue")
-
-    def _t(self, lam) -> np.ndarray:
-        lam = np.asarray(lam, dtype=float)
-        with np.errstate(divide="ignore"):
-            return np.log(np.where(lam > 0, lam, 0.0)) - self.log_scale
-
-    # ----------------------------------------------------------------- density / cdf
-    def log_lambda_density(self, log_lam) -> np.ndarray:
-        """Density of t = log lambda (continuous part): lambda rho(lambda) = -Im M / pi."""
-        t = np.asarray(log_lam, dtype=float) - self.log_scale
-        out = np.zeros(t.shape)
-        for b in self._bands:
-            sel = (t < b.t_top) & (t >= b.t[-1])
-            if np.any(sel):
-                y, m, ok = solve_at(self._param, b, t[sel])
-                out[sel] += np.maximum(-m.imag, 0.0) / np.pi
-                if not np.all(ok):
-                    self._cache["interpolated_points"] = self._cache.get("interpolated_points", 0) + int((~ok).sum())
-            tail = t < b.t[-1]
-            if np.any(tail):  # beyond the traced end (little mass there): the fitted tail in t
-                out[tail] += b.tail_density(t[tail])
-        return out
-
-    def density(self, lam) -> np.ndarray:
-        """rho(lambda), the continuous part of the density of eigenvalues of J J^T (0 for lambda <= 0)."""
-        lam = np.asarray(lam, dtype=float)
-        if not np.all(np.isfinite(lam)):
-            raise ValueError("lam must be finite")
-        pos = lam > 0
-        out = np.zeros(lam.shape)
-        if np.any(pos):
-            g = self.log_lambda_density(np.log(lam[pos]))
-            out[pos] = g / lam[pos]
-        return out[()] if out.ndim == 0 else out
-
-    def singular_value_density(self, s) -> np.ndarray:
-        """p(s) = 2 s rho(s^2), the density of the singular values s of J."""
-        s = np.asarray(s, dtype=float)
-        return 2.0 * s * self.density(s * s)
-
-    def _cdf_t(self, t: np.ndarray) -> np.ndarray:
-        """P(log lambda~ <= t) for normalised t (atoms included)."""
-        out = np.full(t.shape, self.atom)
-        for tt, m in self.atoms_normalised:
-            if tt > -np.inf:  # lambda at the atom (to rounding of log lambda) includes it
-                out += np.where(t >= tt - 4e-15 * (1.0 + abs(tt) + abs(self.log_scale)), m, 0.0)
-        for b in self._bands:
-            out += band_cdf(self._param, b, t)
-        return np.clip(out, 0.0, 1.0)
-
-    def cdf(self, lam) -> np.ndarray:
-        """P(lambda' <= lambda), atoms included (the zero atom counts for lambda >= 0)."""
-        lam = np.asarray(lam, dtype=float)
-        if np.any(np.isnan(lam)):
-            raise ValueError("lam must not be NaN")
-        out = np.zeros(lam.shape)
-        pos = lam > 0
-        out[lam == 0] = self.atom
-        if np.any(pos):
-            out[pos] = self._cdf_t(self._t(lam[pos]))
-        return out[()] if out.ndim == 0 else out
-
-    def log_cdf(self, log_lam) -> np.ndarray:
-        """P(log lambda <= log_lam) (atoms included): the cdf for lambda beyond double range."""
-        t = np.asarray(log_lam, dtype=float) - self.log_scale
-        out = self._cdf_t(np.atleast_1d(t)).reshape(t.shape)
-        return out[()] if out.ndim == 0 else out
-
-    def log_quantile(self, p) -> np.ndarray:
-        """log of the p-quantile of lambda (-inf inside the zero atom)."""
-        p = np.asarray(p, dtype=float)
-        if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
-            raise ValueError(f"p must lie in [0, 1], got {p}")
-        flat = np.atleast_1d(p).ravel()
-        # bracket on a table of t values (traced points and atoms)
-        ts = [t for b in self._bands for t in b.t] + [t for t, m in self.atoms_normalised if t > -np.inf]
-        ts += [b.t[-1] * (1e6 if b.tail_kind == "power" and b.t[-1] < 0 else 1.0) - 50.0 * (1.0 + 1.0 / max(b.tail_rate, 1e-300))
-               for b in self._bands if not b.lower_edge]
-        tab = np.unique(np.asarray(ts, float))
-        if tab.size == 0:
-            tab = np.array([0.0])
-        F = self._cdf_t(tab)
-        out = np.empty(flat.shape)
-        for i, pi in enumerate(flat):
-            if pi <= self.atom:
-                out[i] = -np.inf
-                continue
-            j = int(np.searchsorted(F, pi, side="left"))
-            if j >= tab.size:
-                out[i] = tab[-1]
-                continue
-            if j == 0:
-                lo, hi = tab[0] - 1.0, tab[0]
-                while self._cdf_t(np.array([lo]))[0] >= pi and lo > -1e300:
-                    lo = hi - 2.0 * (hi - lo)
-            else:
-                lo, hi = tab[j - 1], tab[j]
-            out[i] = hi
-        # vectorised bisection on [lo, hi]
-        todo = np.isfinite(out) & (flat > self.atom)
-        if np.any(todo):
-            idx = np.flatnonzero(todo)
-            hi = out[idx].copy()
-            j = np.searchsorted(tab, hi)
-            lo = np.where(j > 0, tab[np.maximum(j - 1, 0)], hi - 1.0)
-            for _ in range(60):
-                mid = 0.5 * (lo + hi)
-                f = self._cdf_t(mid)
-                up = f >= flat[idx]
-                hi = np.where(up, mid, hi)
-                lo = np.where(up, lo, mid)
-                if np.all(hi - lo <= 1e-13 * (1 + np.abs(hi))):
-                    break
-            out[idx] = hi
-        res = (out + self.log_scale).reshape(np.shape(p))
-        return res[()] if res.ndim == 0 else res
-
-    def quantile(self, p) -> np.ndarray:
-        """The p-quantile of lambda (0 inside the zero atom; underflows to 0 below ~1e-308)."""
-        lq = np.asarray(self.log_quantile(p))
-        if np.any(lq > _LOG_MAX):
-            raise ValueError("quantile overflows a double; use log_quantile")
-        with np.errstate(under="ignore"):
-            out = np.exp(lq)
-        return out[()] if out.ndim == 0 else out
-
-    # ----------------------------------------------------------------- misc
-    def _exp(self, x: float, name: str) -> float:
-        if x < -745.0 and self.log_scale < 0:
-            raise ValueError(
-                f"{name} = exp({x:.6g}) underflows a double (chi^L = exp({self.log_scale:.6g}) with depth "
-                f"{self.depth:g}); use the log_ variant or a sigma_w2 closer to criticality"
-            )
-        if x > _LOG_MAX:
-            raise ValueError(
-                f"{name} = exp({x:.6g}) overflows a double (chi^L = exp({self.log_scale:.6g}) with depth "
-                f"{self.depth:g}); use the log_ variant or a sigma_w2 closer to criticality"
-            )
-        return float(np.exp(x))
-
-    def summary(self, quantiles=(0.01, 0.1, 0.5, 0.9, 0.99)) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "activation": self.activation, "depth": self.depth, "weights": self.weights,
-            "q_star": self.q_star, "sigma_w2": self.sigma_w2, "sigma_b2": self.sigma_b2,
-            "chi": self.chi, "log_mean": self.log_mean, "variance_normalised": self.variance_normalised,
-            "atom": self.atom, "atoms": [list(a) for a in self.atoms if a[0] > 0],
-            "log_max_eigenvalue": self.log_max_eigenvalue,
-        }
-        for key, fn in (("mean", lambda: self.mean), ("variance", lambda: self.variance),
-                        ("max_eigenvalue", lambda: self.max_eigenvalue)):
-            try:
-                d[key] = fn()
-            except ValueError:
-                d[key] = None
-        lq = self.log_quantile(np.asarray(quantiles, float))
-        d["log_quantiles"] = {str(q): float(v) for q, v in zip(quantiles, np.atleast_1d(lq))}
-        # None where lambda is not representable as a double (see log_quantiles)
-        d["quantiles"] = {str(q): (0.0 if v == -np.inf else float(np.exp(v)) if -744.0 < v < _LOG_MAX else None)
-                          for q, v in zip(quantiles, np.atleast_1d(lq))}
-        return d
-
-    def plot(self, ax=None, n: int = 400, **kw):
-        """Plot the singular-value density p(s) = 2 s rho(s^2) (atoms as vertical lines)."""
-        from ..plotting import _plt
-
-        plt = _plt()
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3.5))
-        smax = math.sqrt(self.max_eigenvalue) * 1.05
-        s = np.linspace(smax / n / 10, smax, n)
-        ax.plot(s, self.singular_value_density(s), **kw)
-        for lam, m in self.atoms:
-            if m > 0:
-                ax.axvline(math.sqrt(lam), ls="--", lw=1, color="k", alpha=0.6)
-                ax.annotate(f"atom {m:.3g}", (math.sqrt(lam), 0), rotation=90, va="bottom", fontsize=7)
-        ax.set_xlabel("singular value s of J")
-        ax.set_ylabel("p(s)")
-        ax.set_title(f"{self.activation}, L={self.depth:g}, {self.weights}, q*={self.q_star:.3g}", fontsize=9)
-        return ax
+    def _title(self) -> str:
+        return f"universal {self.kind} law ($L\\to\\infty$), orthogonal weights, $\\sigma_0^2$={self.sigma0_2:.4g}"
 
 
 # --------------------------------------------------------------------- construction
 def _check_sigma0_2(sigma0_2) -> float:
-    """sigma0_2 as a finite float > 0, or a ValueError naming it."""
-    try:
-        s2 = float(sigma0_2)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma0_2 must be a number > 0, got {sigma0_2!r}") from None
-    if not (math.isfinite(s2) and s2 > 0):
-        raise ValueError(f"sigma0_2 must be finite and > 0, got {sigma0_2!r}")
-    return s2
+    return _positive_number(sigma0_2, "sigma0_2")
 
 
 def _check_depth(depth) -> int:
-    try:
+    """depth as an int in [1, MAX_DEPTH]; booleans and non-integers are refused."""
+    if isinstance(depth, (bool, np.bool_)):
+        raise TypeError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}")
+    if isinstance(depth, Integral):
         L = int(depth)
-    except (TypeError, ValueError):
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}") from None
-    if L != depth or L < 1 or L > 10**9:
-        raise ValueError(f"depth must be an integer in [1, 1e9], got {depth!r}")
+    else:
+        try:
+            v = float(depth)
+        except (TypeError, ValueError):
+            raise TypeError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}") from None
+        if not (math.isfinite(v) and v == int(v)):
+            raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}")
+        L = int(v)
+    if not 1 <= L <= MAX_DEPTH:
+        raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}")
     return L
 
 
@@ -357,7 +306,7 @@ def _top_atoms(law: D2Law, wl: WeightLaw, L: int) -> list[tuple[float, float]]:
 
 
 def jacobian_spectrum(
-    act,
+    activation,
     depth: int,
     *,
     q_star: float | None = None,
@@ -366,22 +315,29 @@ def jacobian_spectrum(
     weights: "str | WeightLaw | Callable" = "orthogonal",
     q0: float | None = None,
 ) -> JacobianSpectrum:
-    """The spectrum of J J^T for a depth-L network at its fixed point q*.
+    """The law of the eigenvalues of J J^T for a depth-L network at its fixed point q*.
 
-    ``q0`` (input length) selects the fixed point where every q is one (ReLU at
-    (2, 0), linear at (1, 0)); for the positively homogeneous units (linear, relu,
-    leaky_relu) the spectrum does not depend on q, and q0 defaults to 1 there.
+    Give either ``q_star`` (the network is taken at criticality, chi = 1, with ``sigma_w2,
+    sigma_b2`` from :func:`isometry.critical_point`), or ``sigma_w2`` and ``sigma_b2``
+    (variances; q* from :func:`isometry.q_star`, chi may differ from 1). ``q0`` (the length
+    of h^0) selects the fixed point where every q is one (ReLU at (2, 0), linear at (1, 0));
+    for the positively homogeneous units the law does not depend on q and q0 defaults to 1.
 
-    Give either ``q_star`` (the network is taken at criticality, chi = 1, with
-    ``sigma_w2, sigma_b2`` from :func:`isometry.critical_point`), or ``sigma_w2``
-    and ``sigma_b2`` (variances; q* from :func:`isometry.q_star`, chi may differ
-    from 1).  ``weights``: "orthogonal", "gaussian", or an S-transform callable
-    (its shape only; the scale is sigma_w2).
+    Args:
+        activation: a registry name, an :class:`isometry.Activation` or a callable phi.
+        depth: L in [1, ``MAX_DEPTH``] = [1, 1e7], the number of critical layers.
+        weights: "orthogonal", "gaussian", a :class:`WeightLaw`, or an S-transform callable
+            (its shape only; the scale is sigma_w2).
 
-    >>> sp = jacobian_spectrum("erf", 100, q_star=0.01)
-    >>> round(sp.mean, 12), sp.variance      # doctest: +SKIP
+    Returns:
+        a :class:`JacobianSpectrum` (scipy.stats verbs, atoms, log-scale variants).
+
+    Example:
+        >>> sp = jacobian_spectrum("erf", 100, q_star=0.01)
+        >>> round(sp.mean(), 12), round(sp.var(), 5)
+        (1.0, 0.04642)
     """
-    a = get_activation(act)
+    a = get_activation(activation)
     L = _check_depth(depth)
     wl = weight_law(weights)
     sw, sb, q = network_parameters(a, q_star=q_star, sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0)
@@ -394,38 +350,40 @@ def jacobian_spectrum(
         )
     mu1 = law.mu1
     mu2 = float(mu(a, q, 2)) if q > 0 else mu1 * mu1
-    log_chi = math.log(sw) + math.log(mu1)
-    log_scale = L * log_chi
-    var_n = L * (law.exact_moments[2] - 1.0 - wl.s1)
-    var_n = max(var_n, 0.0)
-    return JacobianSpectrum(
-        activation=a.name, depth=L, weights=wl.name, q_star=q, sigma_w2=sw, sigma_b2=sb, mu1=mu1, mu2=mu2,
-        log_scale=log_scale, variance_normalised=var_n, atoms_normalised=tuple(_top_atoms(law, wl, L)),
-        _param=FiniteDepth(law, wl, L), _s_series=_s_series_factory(law, wl, L),
-    )
+    log_scale = L * (math.log(sw) + math.log(mu1))
+    engine = _Engine(FiniteDepth(law, wl, L), log_scale, tuple(_top_atoms(law, wl, L)),
+                     _normalised_variance(mu1, mu2, L, wl), _s_series_factory(law, wl, L))
+    return JacobianSpectrum(activation=a.name, depth=L, weights=wl.name, q_star=q, sigma_w2=sw, sigma_b2=sb,
+                            mu1=mu1, mu2=mu2, _engine=engine)
 
 
-def q_star_for_variance(act, depth: int, sigma0_2: float, weights: "str | WeightLaw | Callable" = "orthogonal") -> float:
+def q_star_for_variance(activation, depth: int, sigma0_2: float,
+                        weights: "str | WeightLaw | Callable" = "orthogonal") -> float:
     """The q* at which the critical network has Var[lambda] = sigma0_2 (double scaling).
 
-    Solves L (mu_2(q*)/mu_1(q*)^2 - 1 - s_1) = sigma0_2 (Pennington et al. 2017,
-    eq. 16) on a log-q grid + Brent.  Raises ValueError when no q* reaches it,
-    e.g. for ReLU (mu_2/mu_1^2 = 2 at every q*) or Gaussian weights with
-    sigma0_2 < L (their per-layer variance is at least 1).
+    Solves L (mu_2(q*)/mu_1(q*)^2 - 1 - s_1) = sigma0_2 (Pennington et al. 2017, eq. 16;
+    :func:`jacobian_variance`) on a log-q grid + Brent, returning the smallest root with a
+    critical point (sigma_b2 >= 0). Raises ValueError when no q* reaches it, e.g. for ReLU
+    (mu_2/mu_1^2 = 2 at every q*) or Gaussian weights with sigma0_2 < L (their per-layer
+    variance is at least 1).
+
+    Example:
+        >>> q = q_star_for_variance("tanh", 100, 0.25)
+        >>> round(jacobian_variance("tanh", 100, q_star=q), 10)
+        0.25
     """
     from scipy.optimize import brentq
 
-    a = get_activation(act)
+    a = get_activation(activation)
     L = _check_depth(depth)
     wl = weight_law(weights)
     s2 = _check_sigma0_2(sigma0_2)
-    s1 = wl.s1
 
     def g(logq):
         q = np.exp(logq)
         m1 = np.asarray(mu(a, q, 1), float)
         m2 = np.asarray(mu(a, q, 2), float)
-        return L * (m2 / m1**2 - 1.0 - s1) - s2
+        return np.vectorize(lambda x, y: _normalised_variance(x, y, L, wl))(m1, m2) - s2
 
     grid = np.linspace(np.log(1e-12), np.log(1e6), 181)
     vals = g(grid)
@@ -434,10 +392,8 @@ def q_star_for_variance(act, depth: int, sigma0_2: float, weights: "str | Weight
     for i in idx:
         if not (np.isfinite(vals[i]) and np.isfinite(vals[i + 1])):
             continue
-        if vals[i] == 0:
-            root = grid[i]
-        else:
-            root = brentq(g, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-15)
+        root = grid[i] if vals[i] == 0 else brentq(lambda x: float(g(np.array(x))), grid[i], grid[i + 1],
+                                                   xtol=1e-14, rtol=1e-15)
         q = float(np.exp(root))
         try:
             critical_point(a, q)
@@ -455,16 +411,23 @@ def q_star_for_variance(act, depth: int, sigma0_2: float, weights: "str | Weight
     )
 
 
-def universal_spectrum(kind: str, sigma0_2: float) -> JacobianSpectrum:
+def universal_spectrum(kind: str, sigma0_2: float) -> UniversalSpectrum:
     """The L -> infinity limit at fixed Var[lambda] = sigma0_2 (double scaling; Pennington et al. 2018).
 
     kind "bernoulli": S(z) = exp(-sigma0_2 z / (1 + z)) (orthogonal weights with
     hard-tanh-like Bernoulli D^2): an atom at e^{sigma0_2} of mass 1 - sigma0_2
     (for sigma0_2 < 1) and a bulk with edge e sigma0_2.
     kind "smooth": S(z) = exp(-sigma0_2 z) (smooth activations, orthogonal weights).
+
+    Example:
+        >>> sp = universal_spectrum("bernoulli", 0.5)
+        >>> sp.atoms                                      # doctest: +ELLIPSIS
+        ((1.6487212707..., 0.5),)
     """
     s2 = _check_sigma0_2(sigma0_2)
-    k = str(kind).strip().lower()
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be 'bernoulli' or 'smooth', got {kind!r}")
+    k = kind.strip().lower()
     if k == "bernoulli":
         def log_s(z):
             return -s2 * z / (1.0 + z)
@@ -494,8 +457,7 @@ def universal_spectrum(kind: str, sigma0_2: float) -> JacobianSpectrum:
         atoms = ()
     else:
         raise ValueError(f"kind must be 'bernoulli' or 'smooth', got {kind!r}")
-    return JacobianSpectrum(
-        activation=f"universal-{k}", depth=math.inf, weights="orthogonal", q_star=0.0, sigma_w2=1.0, sigma_b2=0.0,
-        mu1=1.0, mu2=1.0 + s2, log_scale=0.0, variance_normalised=s2, atoms_normalised=atoms,
-        _param=Universal(log_s, dlog_s), _s_series=ser,
-    )
+    engine = _Engine(Universal(log_s, dlog_s), 0.0, atoms, s2, ser)
+    return UniversalSpectrum(kind=k, sigma0_2=s2, _engine=engine)
+
+

@@ -13,10 +13,11 @@ h = sqrt(q) (u - i kappa s(u)), s(u) ~ sign(d x/d h): every pole of
 1/(w - x(h)) with Im w > 0 lies on the side of the real h-axis where x increases
 (h_j ~ h_0 + i Im w / x'(h_0)), and the contour bends away from it (Cauchy: the
 value is unchanged for Im w > 0, and equals the boundary value M(x_0 + i0) on
-the support).  This needs phi' analytic in a strip: built in for tanh, erf,
-sigmoid, softplus, silu, gelu, elu and selu; user activations whose ``dphi``
-accepts complex input are checked and used, others fall back to the real axis
-(kappa = 0, accurate only away from the support of x).
+the support).  This needs phi' analytic in a strip, which the activation record
+provides (``Activation.dphi_complex`` and ``dphi_strip``: tanh, erf, sigmoid,
+softplus, silu, gelu, elu, selu, and user callables that set ``dphi_complex``
+through :func:`isometry.get_activation`); others use the real axis (kappa = 0,
+accurate only away from the support of x).
 """
 
 from __future__ import annotations
@@ -33,24 +34,6 @@ from ..meanfield import mu as _mu
 __all__ = ["D2Law", "d2_law"]
 
 _SQRT2PI = np.sqrt(2.0 * np.pi)
-
-
-# ------------------------------------------------------------------ analytic phi'
-def _analytic_dphi(act: Activation):
-    """(dphi accepting complex h, pole distance of dphi from the real axis) or None."""
-    if act.dphi_complex is not None:
-        return act.dphi_complex, act.dphi_strip
-    # a user activation: accept dphi if it takes complex input and agrees with its real values
-    x = np.linspace(-2.3, 2.1, 9)
-    try:
-        with np.errstate(all="ignore"):
-            vc = np.asarray(act.dphi(x + 1e-20j))
-            vr = np.asarray(act.dphi(x), dtype=float)
-        if np.iscomplexobj(vc) and np.allclose(vc.real, vr, rtol=1e-12, atol=1e-14) and np.any(vc.imag != 0):
-            return (lambda h: np.asarray(act.dphi(h), dtype=complex)), 0.5
-    except Exception:
-        pass
-    return None
 
 
 # ------------------------------------------------------------------ the law
@@ -137,35 +120,35 @@ def _atoms_only(values, probs, mu1, nk):
     return D2Law(mu1, v, p, e, e, float(v.max()), 0.0, mom, False)
 
 
-def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 12) -> D2Law:
-    """The normalised law of D^2 for activation ``act`` at pre-activation variance ``q``."""
+def d2_law(activation: Activation, q: float, kappa: float | None = None, order: int = 12) -> D2Law:
+    """The normalised law of D^2 = phi'(h)^2 / mu_1, h ~ N(0, q), for ``activation`` (an :class:`Activation`)."""
     q = float(q)
     nk = _K_MOM
-    if q == 0.0 and act.d2_atoms is None:
-        d0 = float(act.dphi(np.array(0.0))) ** 2
+    if q == 0.0 and activation.d2_atoms is None:
+        d0 = float(activation.dphi(np.array(0.0))) ** 2
         if not d0 > 0:
-            raise ValueError(f"{act.name}: phi'(0) = 0 at q* = 0, so the Jacobian vanishes (chi = 0)")
+            raise ValueError(f"{activation.name}: phi'(0) = 0 at q* = 0, so the Jacobian vanishes (chi = 0)")
         return _atoms_only([d0], [1.0], d0, nk)
-    mu1 = float(_mu(act, q, 1))
+    mu1 = float(_mu(activation, q, 1))
     if not (np.isfinite(mu1) and mu1 > 0):
-        raise ValueError(f"{act.name}: mu_1(q*={q:g}) = {mu1:g}; the Jacobian vanishes")
-    if act.d2_atoms is not None:
-        v, p = act.d2_atoms(q)
+        raise ValueError(f"{activation.name}: mu_1(q*={q:g}) = {mu1:g}; the Jacobian vanishes")
+    if activation.d2_atoms is not None:
+        v, p = activation.d2_atoms(q)
         return _atoms_only(v, p, mu1, nk)
 
     sq = np.sqrt(q)
     half = np.array(_BASE_BREAKS)
-    kz = [k / sq for k in act.kinks if abs(k / sq) < Z_MAX]
+    kz = [k / sq for k in activation.kinks if abs(k / sq) < Z_MAX]
     br = np.unique(np.concatenate([-half[::-1], half, kz]))
     # pieces between kinks
     edges = np.unique(np.concatenate([[-Z_MAX, Z_MAX], kz]))
-    an = _analytic_dphi(act)
+    analytic = activation.dphi_complex is not None
     if kappa is None:
-        kappa = 0.0 if an is None else min(0.25, 0.3 * an[1] / sq, 0.3 / sq)
-    dphi_c = an[0] if an is not None else (lambda h: np.asarray(act.dphi(h.real), dtype=complex))
+        kappa = min(0.25, 0.3 * activation.dphi_strip / sq, 0.3 / sq) if analytic else 0.0
+    dphi_c = activation.dphi_complex if analytic else (lambda h: np.asarray(activation.dphi(h.real), dtype=complex))
 
     # exact moments of x (real axis)
-    mom = np.array([float(_mu(act, q, k)) / mu1**k if k else 1.0 for k in range(nk + 1)])
+    mom = np.array([float(_mu(activation, q, k)) / mu1**k if k else 1.0 for k in range(nk + 1)])
 
     atoms_x, atoms_p, nx, npw = [], [], [], []
     xmax_c = 0.0
@@ -174,13 +157,13 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
         pb = br[(br >= a) & (br <= b)]
         pb = np.unique(np.concatenate([[a, b], pb]))
         u, wu = _panels(pb, order)
-        fr = np.asarray(act.dphi(sq * u), dtype=float) ** 2 / mu1
+        fr = np.asarray(activation.dphi(sq * u), dtype=float) ** 2 / mu1
         if np.ptp(fr) == 0.0:  # a flat piece: an atom
             mass = special.ndtr(b) - special.ndtr(a)
             atoms_x.append(float(fr[0]))
             atoms_p.append(float(mass))
             continue
-        xmax_c = max(xmax_c, _refined_max(act, sq, mu1, u, fr))
+        xmax_c = max(xmax_c, _refined_max(activation, sq, mu1, u, fr))
         if kappa > 0:
             def f(zz):
                 return dphi_c(sq * zz) ** 2 / mu1
@@ -192,7 +175,7 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
             n_ext += len(roots)
             extra = [r + k * wid for r in roots for k in (-4, -2, -1, 0, 1, 2, 4)]
             extra += [e + sg * 2.0**-k for e, sg in ((a, 1), (b, -1)) if abs(e) < Z_MAX for k in range(-1, 22)]
-            extra += _log_breaks(act, sq, a, b)
+            extra += _log_breaks(activation, sq, a, b)
             fmax = float(np.max(fr))
             for r in roots:  # a zero of phi': x ~ c (z - r)^2, graded panels resolve x -> 0
                 if abs(complex(f(np.array(r + 0j)))) < 1e-8 * fmax:
@@ -200,7 +183,7 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
             pb = np.unique(np.concatenate([pb, [x for x in extra if a < x < b]]))
             u, wu = _panels(pb, order)
             s0, ds = _bend(u, roots, s_left, wid, a, b)
-            amp, damp = _amplitude(act, sq, u, kappa)
+            amp, damp = _amplitude(activation, sq, u, kappa)
             z = u - 1j * amp * s0
             dz = 1.0 - 1j * (damp * s0 + amp * ds)
             x = f(z)
@@ -218,7 +201,7 @@ def d2_law(act: Activation, q: float, kappa: float | None = None, order: int = 1
     return D2Law(mu1, atoms_x, atoms_p, nodes_x, nodes_p, xmax, xmax_c, mom, kappa > 0, n_ext)
 
 
-def _refined_max(act, sq, mu1, u, fr) -> float:
+def _refined_max(activation, sq, mu1, u, fr) -> float:
     """sup of x(u) on a piece: the best node, refined by a bounded scalar search."""
     from scipy.optimize import minimize_scalar
 
@@ -227,7 +210,7 @@ def _refined_max(act, sq, mu1, u, fr) -> float:
     hi = u[min(i + 1, u.size - 1)]
     if hi <= lo:
         return float(fr[i])
-    res = minimize_scalar(lambda t: -float(act.dphi(np.array(sq * t))) ** 2 / mu1, bounds=(lo, hi),
+    res = minimize_scalar(lambda t: -float(activation.dphi(np.array(sq * t))) ** 2 / mu1, bounds=(lo, hi),
                           method="bounded", options={"xatol": 1e-13})
     return float(max(fr[i], -res.fun))
 
@@ -281,16 +264,16 @@ def _bend(u: np.ndarray, roots, s_left: float, w: float, a: float, b: float) -> 
     return s, ds
 
 
-def _dlogx(act, sq, u):
+def _dlogx(activation, sq, u):
     """d log x / du on the real axis (finite where phi' != 0)."""
     eps = 1e-6
     with np.errstate(all="ignore"):
-        lf = np.log(np.abs(np.asarray(act.dphi(sq * np.concatenate([u - eps, u + eps])), dtype=float)))
+        lf = np.log(np.abs(np.asarray(activation.dphi(sq * np.concatenate([u - eps, u + eps])), dtype=float)))
         n = u.size
         return 2.0 * (lf[n:] - lf[:n]) / (2 * eps)
 
 
-def _log_breaks(act, sq, a, b, step: float = 3.0, max_panels: int = 240) -> list[float]:
+def _log_breaks(activation, sq, a, b, step: float = 3.0, max_panels: int = 240) -> list[float]:
     """Extra panel breaks so that log x changes by at most ``step`` per panel where the
     Gaussian weight is above 1e-17 (the law of x = phi'^2 near 0 lives on many scales of log x)."""
     zmax = 8.8  # Phi(-8.8) ~ 7e-19
@@ -298,7 +281,7 @@ def _log_breaks(act, sq, a, b, step: float = 3.0, max_panels: int = 240) -> list
     if hi <= lo:
         return []
     u = np.linspace(lo, hi, 4001)
-    d = np.abs(_dlogx(act, sq, u))
+    d = np.abs(_dlogx(activation, sq, u))
     d = np.where(np.isfinite(d), d, 0.0)
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * np.diff(u))])
     total = cum[-1]
@@ -309,11 +292,11 @@ def _log_breaks(act, sq, a, b, step: float = 3.0, max_panels: int = 240) -> list
     return list(np.interp(targets, cum, u))
 
 
-def _amplitude(act, sq, u, kappa):
+def _amplitude(activation, sq, u, kappa):
     """Deformation amplitude A(u) = kappa / sqrt(1 + (u/u_s)^2) (and A'), with u_s chosen so that
     A |d log x/du| <= 1: the contour stays well inside the ladder of poles of 1/(w - x(z))
     (spacing 2 pi / |d log x/dz|) that fast-decaying tails (erf, gelu) bring close to the axis."""
-    d = np.abs(_dlogx(act, sq, u))
+    d = np.abs(_dlogx(activation, sq, u))
     d = np.where(np.isfinite(d), d, 0.0)
     need = kappa * d > 1.0
     if np.any(need):

@@ -104,17 +104,30 @@ def _custom(fn: Callable, name: str) -> WeightLaw:
     return WeightLaw(name, log_s, dlog_s, coeffs)
 
 
+_BUILT_IN = {"orthogonal": ORTHOGONAL, "gaussian": GAUSSIAN}
+
+
 def weight_law(weights: "str | WeightLaw | Callable") -> WeightLaw:
-    """Resolve ``"orthogonal"``, ``"gaussian"``, a :class:`WeightLaw`, or an S-transform callable."""
+    """The one resolver of weight laws: ``"orthogonal"``, ``"gaussian"``, a :class:`WeightLaw`, or an
+    S-transform callable (its shape only: it is normalised by S(0)).
+
+    Names are exact (no aliases); anything else raises ``ValueError`` listing the valid names.
+    The resolved law's ``.name`` is the canonical string.
+
+    >>> weight_law("gaussian").s1
+    -1.0
+    """
     if isinstance(weights, WeightLaw):
         return weights
     if isinstance(weights, str):
-        key = weights.strip().lower()
-        if key in ("orthogonal", "orth", "haar"):
-            return ORTHOGONAL
-        if key in ("gaussian", "gauss", "normal"):
-            return GAUSSIAN
-        raise ValueError(f"weights must be 'orthogonal', 'gaussian' or an S-transform callable, got {weights!r}")
+        try:
+            return _BUILT_IN[weights]
+        except KeyError:
+            raise ValueError(
+                f"weights must be one of {', '.join(repr(k) for k in _BUILT_IN)}, a WeightLaw or an S-transform "
+                f"callable, got {weights!r}"
+            ) from None
     if callable(weights):
         return _custom(weights, getattr(weights, "__name__", "custom"))
-    raise ValueError(f"weights must be 'orthogonal', 'gaussian' or an S-transform callable, got {type(weights).__name__}")
+    raise TypeError(f"weights must be one of {', '.join(repr(k) for k in _BUILT_IN)}, a WeightLaw or an S-transform "
+                    f"callable, got {type(weights).__name__}")

@@ -93,7 +93,9 @@ class FiniteDepth:
 
     def grid(self, lo, hi, n=400):
         if np.isinf(hi):
-            w = lo + max(lo, 1e-300) * np.exp(np.linspace(-28, 14, n))
+            # the upper band edge of a deep product sits near w ~ L (Gaussian weights, atoms of D^2)
+            top = 14.0 + np.log(self.L)
+            w = lo + max(lo, 1e-300) * np.exp(np.linspace(-28, top, int(n * (28 + top) / 42)))
         else:
             u = np.linspace(-28, 28, n)
             w = lo + (hi - lo) / (1.0 + np.exp(-u))
@@ -203,7 +205,8 @@ def _critical_points(p) -> list[tuple[complex, float, complex]]:
         if y.size < 3:
             continue
         lz, dlz, m = p.eval(y)
-        real = np.abs(lz.imag) < 1e-9 * (1.0 + np.abs(lz.real))
+        # Im log z off the support is rounding of the contour sums, amplified by the factor L
+        real = np.abs(lz.imag) < 1e-9 * (1.0 + np.abs(lz.real)) + 1e-13 * getattr(p, "L", 1) * (1.0 + np.abs(y))
         t = np.where(real & np.isfinite(lz.real), lz.real, np.nan)
         for i in range(1, y.size - 1):
             if not (np.isfinite(t[i - 1]) and np.isfinite(t[i]) and np.isfinite(t[i + 1])):
@@ -215,7 +218,7 @@ def _critical_points(p) -> list[tuple[complex, float, complex]]:
                     return float(p.eval(np.array([x + 0j]))[1][0].real)
 
                 # a genuine minimum: the slope changes sign well above its rounding level
-                noise = 1e-9 * getattr(p, "L", 1) * (1.0 + abs(y[i].real))
+                noise = 1e-12 * getattr(p, "L", 1) * (1.0 + abs(y[i].real))
                 da, db = d(a), d(b)
                 if not (da < -noise and db > noise):
                     continue

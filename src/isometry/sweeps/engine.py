@@ -3,15 +3,16 @@
 A *task* is a picklable configuration with a stable id (``config.run_id``, or for a mapping
 ``config["run_id"]``, else a hash of its JSON) and a top-level function
 ``fn(config, out_dir) -> record`` that writes the record of that run atomically to
-``out_dir/runs/<run_id>.json`` (the layout of :mod:`isometry.experiments.records`).
+``out_dir/runs/<run_id>.json`` (the layout of :mod:`isometry.sweeps.records`).
 
 The driver
 
 1. drops duplicate ids and every id whose record already exists (so re-running the same sweep
    resumes and never runs a finished configuration again);
-2. runs the rest as independent tasks, ``engine="local"`` on a ``spawn`` process pool
-   (:mod:`concurrent.futures`, no Ray needed) or ``engine="ray"`` as Ray core tasks with the stated
-   resources (``num_cpus``/``num_gpus`` per run);
+2. runs the rest as independent tasks: ``engine="local"`` on a ``spawn`` process pool
+   (:mod:`concurrent.futures`, no Ray needed; with one worker, in this process),
+   ``engine="ray"`` as Ray core tasks with the stated resources (``num_cpus``/``num_gpus`` per
+   run), or ``engine="sequential"`` one after the other in this process;
 3. when a task returns, makes sure the record is present in the driver's ``out_dir`` (a worker on
    another node without a shared file system wrote it on its own disk; the driver then writes the
    returned record atomically itself).
@@ -20,6 +21,8 @@ What a crash loses: every finished run is a complete file under its final name (
 rename), so a killed worker, a killed driver (``kill -9``) or a restarted cluster loses at most the
 runs in flight; a run that happens to finish twice rewrites the same file atomically, so there are
 never two records of one run. Workers of the local pool exit when their driver dies.
+
+Nothing here imports torch: the driver of a sweep of training runs needs only the record layout.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-ENGINES = ("local", "ray")
+from .records import check_run_id, load_record, record_exists, write_record
+
+ENGINES = ("local", "ray", "sequential")
 
 TaskFn = Callable[[Any, str], Mapping[str, Any]]
 
@@ -71,7 +76,7 @@ class SweepResult:
     def ok(self) -> bool:
         return not self.failed
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "engine": self.engine,
             "total": self.total,
@@ -100,33 +105,17 @@ def run_key(config: Any) -> str:
             raise ValueError(
                 f"config must have a run_id or be a JSON-able mapping, got {type(config).__name__}")
         rid = stable_hash(dict(config))
-    rid = str(rid)
-    if not rid or os.sep in rid or rid.startswith("."):
-        raise ValueError(f"run id must be a non-empty file name not starting with '.', got {rid!r}")
-    return rid
-
-
-def _records():
-    # The record layout and the atomic writer are the training experiments' (no second format).
-    from ..experiments import records
-
-    return records
-
-
-def record_exists(out_dir: str | os.PathLike, run_id: str) -> bool:
-    """Whether ``out_dir/runs/<run_id>.json`` holds a complete record of ``run_id``."""
-    return _records().load_record(out_dir, run_id) is not None
+    return check_run_id(rid)
 
 
 def _ensure_record(out_dir: str, run_id: str, record: Any) -> None:
     """Write ``record`` on the driver's side when the worker's copy is not visible here."""
-    recs = _records()
-    if recs.load_record(out_dir, run_id) is not None or not isinstance(record, Mapping):
+    if load_record(out_dir, run_id) is not None or not isinstance(record, Mapping):
         return
     rec = {k: v for k, v in record.items() if k != "skipped"}
     if rec.get("run_id") != run_id:
         raise RuntimeError(f"task for run {run_id} returned a record of run {rec.get('run_id')!r}")
-    recs.atomic_write_json(recs.run_path(out_dir, run_id), rec)
+    write_record(out_dir, rec)
 
 
 # ----------------------------------------------------------------------------------- workers
@@ -183,6 +172,10 @@ def _check_int(name: str, value: Any, lo: int, allow_none: bool = False) -> None
         raise ValueError(f"{name} must be an integer >= {lo}{' or None' if allow_none else ''}, got {value!r}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def pending_tasks(configs: Iterable[Any], out_dir: str | os.PathLike,
                   key: Callable[[Any], str] = run_key) -> tuple[list[tuple[str, Any]], int, int]:
     """``(todo, n_distinct, n_done)``: the distinct configs whose record is absent, in grid order."""
@@ -198,6 +191,24 @@ def pending_tasks(configs: Iterable[Any], out_dir: str | os.PathLike,
         else:
             todo.append((rid, cfg))
     return todo, len(seen), n_done
+
+
+def check_options(engine: str = "local", *, max_parallel: int | None = None, address: str | None = None,
+                  num_cpus: float = 1, num_gpus: float = 0, retries: int = 2) -> None:
+    """Raise ``ValueError`` naming the first invalid execution option of :func:`run_tasks`."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    _check_int("max_parallel", max_parallel, 1, allow_none=True)
+    _check_int("retries", retries, 0)
+    if not (_is_number(num_cpus) and math.isfinite(num_cpus) and num_cpus > 0):
+        raise ValueError(f"num_cpus must be a finite number > 0, got {num_cpus!r}")
+    if not (_is_number(num_gpus) and math.isfinite(num_gpus) and num_gpus >= 0):
+        raise ValueError(f"num_gpus must be a finite number >= 0, got {num_gpus!r}")
+    if engine != "ray" and address is not None:
+        raise ValueError(f"address is for engine='ray' only, got address={address!r} with engine={engine!r}")
+    if engine != "ray" and num_gpus > 0:
+        raise ValueError(f"num_gpus is for engine='ray' only (the {engine} engine does not assign GPUs; set each "
+                         f"run's device instead), got num_gpus={num_gpus!r}")
 
 
 def run_tasks(
@@ -220,13 +231,16 @@ def run_tasks(
     """Run ``fn(config, out_dir)`` for every config whose record is absent; resumable.
 
     ``engine``: ``"local"`` (a ``spawn`` process pool of ``max_parallel`` workers, default
-    ``cpu_count // num_cpus``) or ``"ray"`` (Ray core tasks, each asking for ``num_cpus`` CPUs and
-    ``num_gpus`` GPUs; at most ``max_parallel`` in flight, default: as many as the cluster fits).
+    ``cpu_count // num_cpus``; with one worker the runs go one after the other in this process, as
+    with ``"sequential"``), ``"ray"`` (Ray core tasks, each asking for ``num_cpus`` CPUs and
+    ``num_gpus`` GPUs; at most ``max_parallel`` in flight, default: as many as the cluster fits)
+    or ``"sequential"`` (in this process, with its thread settings; a run that crashes the
+    process ends the sweep, which the next call resumes).
     With Ray, ``address=None`` starts a local cluster (``ray.init()``), ``"auto"`` or
     ``"ray://host:10001"``/``"host:6379"`` joins a running one; if Ray is already initialised in
     this process it is used as it is and left running, otherwise it is shut down at the end.
     ``retries``: how often a run whose worker died (not one that raised) is started again.
-    Each worker caps its BLAS/torch threads at ``max(1, int(num_cpus))``. ``lock``: hold
+    Each pool or Ray worker caps its BLAS/torch threads at ``max(1, int(num_cpus))``. ``lock``: hold
     :class:`driver_lock` on ``out_dir`` meanwhile (``False`` when the caller already holds it).
 
     A task that raises is reported in ``SweepResult.failed`` and the sweep goes on; the next call
@@ -235,16 +249,8 @@ def run_tasks(
         >>> res = run_tasks(configs, run_one, "out/E2", engine="local", max_parallel=2)  # doctest: +SKIP
         >>> res.total, res.skipped, len(res.completed), res.failed                       # doctest: +SKIP
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    _check_int("max_parallel", max_parallel, 1, allow_none=True)
-    _check_int("retries", retries, 0)
-    if not (isinstance(num_cpus, (int, float)) and math.isfinite(num_cpus) and num_cpus > 0):
-        raise ValueError(f"num_cpus must be a finite number > 0, got {num_cpus!r}")
-    if not (isinstance(num_gpus, (int, float)) and math.isfinite(num_gpus) and num_gpus >= 0):
-        raise ValueError(f"num_gpus must be a finite number >= 0, got {num_gpus!r}")
-    if engine == "local" and address is not None:
-        raise ValueError(f"address is for engine='ray' only, got address={address!r} with engine='local'")
+    check_options(engine, max_parallel=max_parallel, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+                  retries=retries)
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
     with driver_lock(out_dir, enabled=lock):
@@ -298,9 +304,14 @@ def _run_tasks_locked(configs, fn, out_dir, engine, max_parallel, address, num_c
     completed: list[str] = []
     failed: dict[str, str] = {}
     with _progress(total, n_done, desc, progress) as bar:
-        if engine == "local":
+        if engine == "sequential":
+            workers = 1
+            _run_sequential(todo, fn, out_dir, completed, failed, bar)
+        elif engine == "local":
             workers = max_parallel or max(1, (os.cpu_count() or 1) // threads)
-            if todo:
+            if workers == 1:
+                _run_sequential(todo, fn, out_dir, completed, failed, bar)
+            elif todo:
                 _run_local(todo, fn, out_dir, workers, threads, retries, completed, failed, bar)
         else:
             workers = max_parallel
@@ -319,6 +330,16 @@ def _finish(out_dir: str, rid: str, record: Any, completed: list, failed: dict, 
         return
     completed.append(rid)
     bar.update(1)
+
+
+def _run_sequential(todo, fn, out_dir, completed, failed, bar) -> None:
+    for rid, cfg in todo:
+        try:
+            record = fn(cfg, out_dir)
+        except Exception as exc:  # noqa: BLE001  (reported; the next call retries it)
+            failed[rid] = f"{type(exc).__name__}: {exc}"
+        else:
+            _finish(out_dir, rid, record, completed, failed, bar)
 
 
 def _run_local(todo, fn, out_dir, workers, threads, retries, completed, failed, bar) -> None:

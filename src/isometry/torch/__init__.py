@@ -1,6 +1,17 @@
 """PyTorch adapters (``pip install "isometry[torch]"``): thin wrappers over the NumPy core.
 
 Importing :mod:`isometry` never imports torch; importing :mod:`isometry.torch` requires it.
+
+* Jacobians of models: :func:`jacobian`, :func:`jacobian_eigenvalues` (the eigenvalues of
+  J J^T at one input), :func:`top_singular_values` (ARPACK, J never formed).
+* Initialisers shaped like ``torch.nn.init``: :func:`delta_orthogonal_`, :func:`critical_gain`,
+  :func:`critical_orthogonal_`, :func:`critical_bias_`; the model-level :func:`critical_init_`
+  returning an :class:`InitReport`.
+* Measured spectra of large Jacobians: :func:`spectrum_estimate` (stochastic Lanczos quadrature,
+  J never formed) returning a :class:`SpectrumEstimate`.
+* Modules: :class:`Erf`, :class:`ShiftedReLU`, :class:`LinearActivation`, :func:`activation_module`,
+  :func:`detect_activation` (both derived from ``Activation.torch_module``) and the MLP builder
+  :func:`mlp`.
 """
 
 try:
@@ -8,36 +19,34 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError('isometry.torch needs PyTorch: pip install "isometry[torch]"') from exc
 
-__all__: list[str] = []
+from .estimate import SpectrumEstimate, spectrum_estimate
+from .init import choose_critical_point, critical_init_
+from .initializers import critical_bias_, critical_gain, critical_orthogonal_, delta_orthogonal_
+from .jacobian import jacobian, jacobian_eigenvalues, top_singular_values
+from .modules import Erf, LinearActivation, ShiftedReLU, activation_module, detect_activation, mlp
+from .report import DEFAULT_SIGMA0_2, ISOMETRY_RULE, InitReport, LayerInit
+from .shaped import ShapedActivation
 
-# --- jacobians (issue 4): exact model Jacobian spectra, top singular values --------------
-from .jacobian import jacobian, jacobian_spectrum, top_singular_values  # noqa: E402
-
-__all__ += ["jacobian", "jacobian_spectrum", "top_singular_values"]
-
-# --- initialisation (issue 5): critical_init_, InitReport -----------------------------------
-from .init import (  # noqa: E402
-    DEFAULT_SIGMA0_2,
-    ISOMETRY_RULE,
-    InitReport,
-    LayerInit,
-    choose_critical_point,
-    critical_init_,
-    delta_orthogonal_,
-)
-from .modules import Erf, LinearActivation, ShiftedReLU, activation_module, detect_activation, mlp  # noqa: E402
-
-__all__ += [
+__all__ = [
+    "jacobian",
+    "jacobian_eigenvalues",
+    "top_singular_values",
+    "spectrum_estimate",
+    "SpectrumEstimate",
+    "delta_orthogonal_",
+    "critical_gain",
+    "critical_orthogonal_",
+    "critical_bias_",
     "critical_init_",
+    "choose_critical_point",
     "InitReport",
     "LayerInit",
-    "choose_critical_point",
-    "delta_orthogonal_",
     "DEFAULT_SIGMA0_2",
     "ISOMETRY_RULE",
     "Erf",
     "ShiftedReLU",
     "LinearActivation",
+    "ShapedActivation",
     "activation_module",
     "detect_activation",
     "mlp",

@@ -1,11 +1,11 @@
-"""Input-output Jacobian spectra of any PyTorch model at one input.
+"""Input-output Jacobians of any PyTorch model at one input, and the eigenvalues of J J^T.
 
 For a model f and one input x (any shape; flattened to n numbers, the output to
-m numbers) J = df/dx is m x n and the spectrum is that of J J^T (m eigenvalues,
-m - n of them exactly 0 when m > n), as in the NumPy core
-(:func:`isometry.empirical_spectrum`).
+m numbers) J = df/dx is m x n and its eigenvalues are those of J J^T (m of them,
+m - n exactly 0 when m > n), as in the NumPy core
+(:func:`isometry.empirical_eigenvalues`).
 
-* :func:`jacobian_spectrum` forms J exactly with ``torch.func``: m VJPs (reverse
+* :func:`jacobian_eigenvalues` forms J exactly with ``torch.func``: m VJPs (reverse
   mode, ``jacrev``-style) when m <= n, else n JVPs (forward mode, ``jacfwd``-style),
   vmapped over chunks of ``chunk_size`` basis vectors so the extra memory is
   ``chunk_size`` copies of the activations; the eigenvalues come from a float64
@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from torch.func import functional_call, jvp, vjp, vmap
 
-__all__ = ["jacobian", "jacobian_spectrum", "top_singular_values"]
+from ._common import as_generator, check_fits, check_int
+
+__all__ = ["jacobian", "jacobian_eigenvalues", "top_singular_values"]
 
 
 @contextlib.contextmanager
@@ -46,16 +48,19 @@ def _quiet_forward_ad():
 
 def _flat_fn(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
     if not isinstance(model, torch.nn.Module) and not callable(model):
-        raise ValueError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(np.asarray(x))
+        try:
+            x = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"x must be a tensor or an array of numbers, got {type(x).__name__}") from None
     if x.numel() == 0:
         raise ValueError(f"x must be a non-empty tensor, got shape {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         x = x.to(torch.get_default_dtype())
     if dtype is not None:
         if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
+            raise TypeError(f"dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
         x = x.to(dtype)
     shape = x.shape
     if isinstance(model, torch.nn.Module):
@@ -74,23 +79,34 @@ def _flat_fn(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None)
     return f, x.detach().reshape(-1)
 
 
-def _check_chunk(chunk_size) -> int:
-    if int(chunk_size) != chunk_size or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    return int(chunk_size)
+def _check_jacobian_fits(m: int, n: int, itemsize: int, chunk_size: int, extra: int, what: str) -> None:
+    """J (m x n), the chunk of basis vectors and ``extra`` bytes per entry of J must fit in memory."""
+    need = m * n * (itemsize + extra) + chunk_size * max(m, n) * itemsize * 2
+    check_fits(need, f"{what} of a model with {n} inputs (x) and {m} outputs",
+               "use top_singular_values for a few singular values, or a smaller x / model")
 
 
 def jacobian(model, x: torch.Tensor, *, chunk_size: int = 64, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The exact m x n Jacobian of the flattened output with respect to the flattened input.
 
     Reverse mode (rows by VJPs) when m <= n, forward mode (columns by JVPs) otherwise,
-    ``chunk_size`` basis vectors at a time under ``vmap``.
+    ``chunk_size`` basis vectors at a time under ``vmap``. The memory J needs is checked
+    before it is formed (``ValueError`` saying how much, when it cannot fit).
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh())
+    >>> jacobian(net, torch.zeros(3)).shape
+    torch.Size([2, 3])
     """
-    chunk_size = _check_chunk(chunk_size)
+    return _jacobian(model, x, chunk_size=chunk_size, dtype=dtype, extra=0, what="the Jacobian")
+
+
+def _jacobian(model, x, *, chunk_size, dtype, extra: int, what: str) -> torch.Tensor:
+    chunk_size = check_int("chunk_size", chunk_size)
     f, x0 = _flat_fn(model, x, dtype)
     with torch.no_grad():
         y0 = f(x0)
     m, n = y0.numel(), x0.numel()
+    _check_jacobian_fits(m, n, y0.element_size(), chunk_size, extra, what)
     out = torch.empty(m, n, dtype=y0.dtype)
     if m <= n:
         _, pullback = vjp(f, x0)
@@ -109,15 +125,29 @@ def jacobian(model, x: torch.Tensor, *, chunk_size: int = 64, dtype: torch.dtype
     return out
 
 
-def jacobian_spectrum(model, x: torch.Tensor, *, chunk_size: int = 64, dtype: torch.dtype | None = None) -> np.ndarray:
+def jacobian_eigenvalues(model, x: torch.Tensor, *, chunk_size: int = 64,
+                         dtype: torch.dtype | None = None) -> np.ndarray:
     """Eigenvalues of J J^T (ascending, float64 NumPy array of length m) at the single input ``x``.
 
-    Example::
+    J = d model(x) / dx is formed exactly (:func:`jacobian`); its singular values s come from a
+    float64 SVD and the eigenvalues are s^2, padded with m - n zeros when m > n. Compare them
+    with the theory law :func:`isometry.jacobian_spectrum` (e.g. by :func:`isometry.compare`).
 
-        net = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.Tanh())
-        lam = isometry.torch.jacobian_spectrum(net, torch.randn(1, 100), dtype=torch.float64)
+    Args:
+        model: a ``torch.nn.Module`` or a callable on tensors.
+        x: one input (any shape; a batch of one is fine).
+        chunk_size: basis vectors per vectorised VJP/JVP call (memory: that many activations).
+        dtype: ``torch.float64`` evaluates the model in float64 (a float32 J resolves eigenvalues
+            only down to ~1e-14 lambda_max); None keeps the model's dtype.
+
+    Returns:
+        The m eigenvalues of J J^T, ascending.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.Tanh())
+    >>> jacobian_eigenvalues(net, torch.randn(1, 100), dtype=torch.float64).shape
+    (100,)
     """
-    j = jacobian(model, x, chunk_size=chunk_size, dtype=dtype)
+    j = _jacobian(model, x, chunk_size=chunk_size, dtype=dtype, extra=8 * 2, what="jacobian_eigenvalues")
     m, n = j.shape
     s = np.linalg.svd(j.numpy().astype(np.float64), compute_uv=False)
     lam = np.zeros(m)
@@ -126,7 +156,8 @@ def jacobian_spectrum(model, x: torch.Tensor, *, chunk_size: int = 64, dtype: to
 
 
 def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "largest", dtype: torch.dtype | None = None,
-                        tol: float = 0.0, maxiter: int | None = None, seed: int | None = 0) -> np.ndarray:
+                        tol: float = 0.0, maxiter: int | None = None,
+                        generator: torch.Generator | int | None = None) -> np.ndarray:
     """The k largest (``which="largest"``, descending) or smallest (``"smallest"``, ascending)
     singular values of J without forming it: ARPACK's implicitly restarted Lanczos
     (``scipy.sparse.linalg.svds``) on J v = ``torch.func.jvp`` and J^T u = ``torch.func.vjp``;
@@ -134,20 +165,32 @@ def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "lar
     operator, each inverse applied by conjugate gradients (cost grows with sqrt(cond)).
 
     Needs k < min(m, n). The smallest ones converge slowly when they cluster; for
-    small models :func:`jacobian_spectrum` is exact. ``seed`` fixes ARPACK's start vector.
+    small models :func:`jacobian_eigenvalues` is exact. ARPACK's start vector is drawn from
+    ``generator`` (a ``torch.Generator``, an int seed, or None for torch's global generator).
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(20, 20), torch.nn.Tanh())
+    >>> top_singular_values(net, torch.randn(20), 2, generator=0).shape
+    (2,)
     """
     from scipy.sparse.linalg import LinearOperator, svds
 
     if which not in ("largest", "smallest"):
         raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
+    k = check_int("k", k)
+    if maxiter is not None:
+        maxiter = check_int("maxiter", maxiter)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a number, got {type(tol).__name__}")
+    if not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be finite and >= 0, got {tol!r}")
+    gen = as_generator(generator)
     f, x0 = _flat_fn(model, x, dtype)
     with torch.no_grad():
         y0 = f(x0)
     m, n = y0.numel(), x0.numel()
-    if int(k) != k or not 1 <= k < min(m, n):
+    if not k < min(m, n):
         raise ValueError(f"k must be an integer in [1, {min(m, n) - 1}] (min(m, n) - 1 for this model), got {k!r}; "
-                         "use jacobian_spectrum for all singular values")
-    k = int(k)
+                         "use jacobian_eigenvalues for all singular values")
     tdt = y0.dtype
     _, pullback = vjp(f, x0)
 
@@ -161,12 +204,10 @@ def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "lar
         return pullback(u)[0].detach().numpy().astype(np.float64)
 
     op = LinearOperator((m, n), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    v0 = rng.standard_normal(min(m, n))
-    if not math.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be finite and >= 0, got {tol!r}")
+    v0 = torch.randn(max(m, n), generator=gen, dtype=torch.float64).numpy()
     if which == "largest":
-        s = svds(op, k=k, which="LM", tol=tol, maxiter=maxiter, v0=v0, return_singular_vectors=False, solver="arpack")
+        s = svds(op, k=k, which="LM", tol=tol, maxiter=maxiter, v0=v0[:min(m, n)], return_singular_vectors=False,
+                 solver="arpack")
     else:
         # ARPACK's "SM" mode and plain Lanczos at the bottom end stall (their residual test is
         # relative to the tiny eigenvalue); shift-invert at 0 on the smaller Gram matrix
@@ -188,8 +229,8 @@ def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "lar
 
         cg_maxiter = 20 * dim
         inv = LinearOperator((dim, dim), matvec=solve, dtype=np.float64)
-        ev = eigsh(gram, k=k, sigma=0.0, which="LM", OPinv=inv, tol=tol, maxiter=maxiter, v0=v0[:dim] if v0.size >= dim
-                   else rng.standard_normal(dim), return_eigenvectors=False)
+        ev = eigsh(gram, k=k, sigma=0.0, which="LM", OPinv=inv, tol=tol, maxiter=maxiter, v0=v0[:dim],
+                   return_eigenvectors=False)
         s = np.sqrt(np.clip(ev, 0.0, None))
     s = np.sort(np.asarray(s, dtype=np.float64))
     return s[::-1].copy() if which == "largest" else s

@@ -1,11 +1,13 @@
-"""Activation modules and MLP builders for every activation in :data:`isometry.ACTIVATIONS`.
+"""Activation modules and the MLP builder, derived from the activation registry.
 
-PyTorch already has modules for most registry activations; this module adds the two it
-lacks, :class:`Erf` (the paper's phi(h) = erf(sqrt(pi) h / 2), so phi'(0) = 1) and
-:class:`ShiftedReLU` (phi(h) = max(h + 1/2, 0) - 1/2), and maps registry names to modules
-(:func:`activation_module`) and modules back to :class:`isometry.Activation` objects
-(:func:`detect_activation`), which is how :func:`isometry.torch.critical_init_` recognises
-the nonlinearity of a model.
+Every :class:`isometry.Activation` names the ``torch.nn`` module that computes it in its
+``torch_module`` field, ``(module path, class name, keyword arguments)``. This module turns
+that record into modules (:func:`activation_module`) and modules back into records
+(:func:`detect_activation`, which is how :func:`isometry.torch.critical_init_` recognises the
+nonlinearity of a model), so adding an activation to :data:`isometry.ACTIVATIONS` adds it
+here too. It also defines the units PyTorch lacks: :class:`Erf` (the paper's
+phi(h) = erf(sqrt(pi) h / 2), so phi'(0) = 1), :class:`ShiftedReLU`
+(phi(h) = max(h + 1/2, 0) - 1/2) and :class:`LinearActivation` (phi(h) = h).
 
 A user module is recognised too if it carries an ``isometry_activation`` attribute: a
 registry name (``"tanh"``) or an :class:`isometry.Activation`.
@@ -13,17 +15,29 @@ registry name (``"tanh"``) or an :class:`isometry.Activation`.
 
 from __future__ import annotations
 
+import copy
+import importlib
+import inspect
+import itertools
 import math
-from typing import Any
+import numbers
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from ..activations import ACTIVATIONS, Activation, get_activation
+from ._common import check_fits, check_int
 
 __all__ = ["Erf", "ShiftedReLU", "LinearActivation", "activation_module", "detect_activation", "mlp"]
 
 _ERF_SCALE = math.sqrt(math.pi) / 2.0
+
+#: Module settings that compute a close approximation of a registry activation: (class, keyword
+#: argument, value) -> the note the detection reports. Anything else must match exactly.
+_APPROXIMATIONS: dict[tuple[type, str, Any], str] = {
+    (nn.GELU, "approximate", "tanh"): "GELU(approximate='tanh') treated as the exact GELU",
+}
 
 
 class Erf(nn.Module):
@@ -35,8 +49,6 @@ class Erf(nn.Module):
     tensor([0., 0.])
     """
 
-    isometry_activation = "erf"
-
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.erf(_ERF_SCALE * h)
 
@@ -46,9 +58,11 @@ class ShiftedReLU(nn.Module):
 
     Unlike ReLU its per-layer spread mu2/mu1^2 - 1 = 1/P(h > -1/2) - 1 vanishes as q* -> 0,
     so deep shifted-ReLU networks can be made nearly isometric.
+
+    >>> ShiftedReLU()(torch.tensor([-1.0, 0.0, 1.0]))
+    tensor([-0.5000,  0.0000,  1.0000])
     """
 
-    isometry_activation = "shifted_relu"
     shift = 0.5
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -62,97 +76,150 @@ class LinearActivation(nn.Identity):
     isometric with orthogonal weights.
     """
 
-    isometry_activation = "linear"
+
+# ------------------------------------------------------------------ registry <-> modules
+def _module_class(spec: tuple[str, str, Mapping[str, Any]]) -> type:
+    path, name, _ = spec
+    try:
+        cls = getattr(importlib.import_module(path), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"torch_module {path}.{name} cannot be imported: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"torch_module {path}.{name} is not a torch.nn.Module class")
+    return cls
 
 
 def activation_module(activation: str | Activation, **params: Any) -> nn.Module:
-    """A ``torch.nn`` module computing the registry activation ``activation``.
+    """A new ``torch.nn`` module computing ``activation``, built from its ``torch_module`` record.
 
-    ``params`` are the registry parameters (``alpha`` of ``leaky_relu`` and ``elu``).
-    ``linear`` gives :class:`LinearActivation` (an ``nn.Identity`` marked as the activation).
+    ``activation`` is a registry name (with its ``params``, e.g. ``alpha=`` of ``leaky_relu``
+    and ``elu``) or an :class:`isometry.Activation` whose ``torch_module`` is set;
+    ``"linear"`` gives :class:`LinearActivation`.
+
+    Raises:
+        ValueError: the activation names no torch module (e.g. a NumPy callable).
 
     >>> activation_module("leaky_relu", alpha=0.2)
     LeakyReLU(negative_slope=0.2)
     """
     act = get_activation(activation, **params)
-    name, p = act.name, dict(act.params)
-    if name == "linear":
-        return LinearActivation()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "leaky_relu":
-        return nn.LeakyReLU(negative_slope=float(p.get("alpha", 0.01)))
-    if name == "hard_tanh":
-        return nn.Hardtanh(-1.0, 1.0)
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "erf":
-        return Erf()
-    if name == "shifted_relu":
-        return ShiftedReLU()
-    if name == "silu":
-        return nn.SiLU()
-    if name == "gelu":
-        return nn.GELU(approximate="none")
-    if name == "elu":
-        return nn.ELU(alpha=float(p.get("alpha", 1.0)))
-    if name == "selu":
-        return nn.SELU()
-    if name == "softplus":
-        return nn.Softplus(beta=1.0, threshold=20.0)
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    raise ValueError(
-        f"activation {name!r} has no torch module; valid names: {', '.join(ACTIVATIONS)} "
-        "(or give a module with an isometry_activation attribute)"
-    )
+    spec = act.torch_module
+    if spec is None:
+        raise ValueError(
+            f"activation {act.name!r} has no torch module (its torch_module is None); registry activations with "
+            f"one: {', '.join(_registry_with_modules())}; or give a module an isometry_activation attribute"
+        )
+    return _module_class(spec)(**dict(spec[2]))
+
+
+def _registry_with_modules() -> list[str]:
+    return [name for name, _, _, _ in _registry_entries()]
+
+
+_INDEX: dict[tuple, tuple] = {}
+
+
+def _registry_entries() -> tuple:
+    """(registry name, factory, numeric parameters with defaults, default torch_module) for every
+    registry entry with a torch module; rebuilt whenever the registry changes."""
+    key = tuple((name, id(factory)) for name, factory in ACTIVATIONS.items())
+    entries = _INDEX.get(key)
+    if entries is None:
+        out = []
+        for name, factory in ACTIVATIONS.items():
+            spec = factory().torch_module
+            if spec is None:
+                continue
+            numeric = tuple(
+                (p.name, p.default)
+                for p in inspect.signature(factory).parameters.values()
+                if isinstance(p.default, numbers.Real) and not isinstance(p.default, bool)
+            )
+            out.append((name, factory, numeric, spec))
+        _INDEX.clear()
+        entries = _INDEX[key] = tuple(out)
+    return entries
+
+
+def _candidates(numeric, values: Mapping[str, Any]):
+    """Parameter settings to try for a factory: every parameter at its default or at one of the
+    module's numeric keyword values, fewest changes from the defaults first."""
+    pool = [v for v in values.values() if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+    options = [[d] + [v for v in pool if v != d] for _, d in numeric]
+    combos = [dict(zip((n for n, _ in numeric), c)) for c in itertools.product(*options)]
+    defaults = {n: d for n, d in numeric}
+    return sorted(combos, key=lambda c: sum(c[k] != defaults[k] for k in c))
 
 
 def detect_activation(module: nn.Module) -> tuple[Activation, str] | None:
     """The :class:`isometry.Activation` computed by ``module``, with a note, or None if unknown.
 
-    Recognised: ReLU, LeakyReLU, Hardtanh(-1, 1), Tanh, SiLU, GELU, ELU,
-    SELU, Softplus(beta=1), Sigmoid, :class:`Erf`, :class:`ShiftedReLU`, :class:`LinearActivation`
-    and any module with an ``isometry_activation`` attribute (a plain ``nn.Identity`` is not an
-    activation: models use it as a placeholder). The note is empty unless something was approximated
-    (GELU's tanh approximation is treated as the exact GELU; Softplus's linear threshold is
-    ignored). Modules that look like activations but with other parameters (Hardtanh(-2, 2),
-    Softplus(beta=2)) return None.
+    A module is recognised when its class is the ``torch_module`` class of a registry
+    activation and its attributes equal that record's keyword arguments (parameterised entries
+    such as ``leaky_relu`` and ``elu`` are matched at the module's own values), or when it has
+    an ``isometry_activation`` attribute (a registry name or an :class:`isometry.Activation`).
+    The note is empty unless an approximation was accepted (``GELU(approximate='tanh')`` is
+    treated as the exact GELU). Look-alikes with other settings (``Hardtanh(-2, 2)``,
+    ``Softplus(beta=2)``, ``ReLU6``) and a plain ``nn.Identity`` (a placeholder) give None.
+
+    >>> detect_activation(torch.nn.LeakyReLU(0.2))[0]
+    Activation('leaky_relu', alpha=0.2)
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     tag = getattr(module, "isometry_activation", None)
     if isinstance(tag, Activation):
         return tag, ""
     if isinstance(tag, str):
         return get_activation(tag), ""
-    if isinstance(module, nn.ReLU):
-        return get_activation("relu"), ""
-    if isinstance(module, nn.LeakyReLU):
-        slope = float(module.negative_slope)
-        if not 0.0 <= slope < 1.0:
-            return None
-        return get_activation("leaky_relu", alpha=slope), ""
-    if isinstance(module, nn.Hardtanh):
-        if float(module.min_val) == -1.0 and float(module.max_val) == 1.0:
-            return get_activation("hard_tanh"), ""
-        return None
-    if isinstance(module, nn.Tanh):
-        return get_activation("tanh"), ""
-    if isinstance(module, nn.SiLU):
-        return get_activation("silu"), ""
-    if isinstance(module, nn.GELU):
-        note = "" if module.approximate == "none" else "GELU(approximate='tanh') treated as the exact GELU"
-        return get_activation("gelu"), note
-    if isinstance(module, nn.SELU):
-        return get_activation("selu"), ""
-    if isinstance(module, nn.ELU):
-        return get_activation("elu", alpha=float(module.alpha)), ""
-    if isinstance(module, nn.Softplus):
-        if float(module.beta) != 1.0:
-            return None
-        return get_activation("softplus"), ""
-    if isinstance(module, nn.Sigmoid):
-        return get_activation("sigmoid"), ""
+    for _, factory, numeric, spec in _registry_entries():
+        kwargs = dict(spec[2])
+        if spec[1] != type(module).__name__ or _module_class(spec) is not type(module):
+            continue
+        if not all(hasattr(module, k) for k in kwargs):
+            continue
+        values = {k: getattr(module, k) for k in kwargs}
+        notes = []
+        for k, v in list(values.items()):
+            note = _APPROXIMATIONS.get((type(module), k, v)) if isinstance(v, (str, numbers.Number)) else None
+            if note is not None:
+                values[k] = kwargs[k]
+                notes.append(note)
+        for params in _candidates(numeric, values):
+            try:
+                act = factory(**params)
+            except (ValueError, TypeError):
+                continue
+            spec = act.torch_module
+            if spec is not None and _module_class(spec) is type(module) and dict(spec[2]) == values:
+                return act, "; ".join(notes)
     return None
+
+
+# ------------------------------------------------------------------ the MLP builder
+_MODULE_BYTES = 3_000
+"""Resident memory of one small ``nn.Module`` (a Linear with its meta parameters, or an
+activation) in CPython, measured: about 5.8 KB per (Linear, activation) pair."""
+_MODULE_SECONDS = 1.0e-4
+"""Time to construct one module, measured (0.12 ms per (Linear, activation) pair)."""
+_INIT_SECONDS_PER_PARAM = 5e-9
+"""PyTorch's default (Kaiming-uniform) initialisation, per parameter, measured order of magnitude."""
+
+
+def mlp_cost(depth: int, width: int, d_in: int | None = None, d_out: int | None = None, *, bias: bool = True,
+             dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> tuple[float, float, int]:
+    """(bytes, seconds, modules) that :func:`mlp` needs for these arguments, estimated up front."""
+    n_mod = 2 * depth + (1 if d_in is not None and d_in != width else 0) + (1 if d_out is not None else 0)
+    n_par = depth * width * (width + bias)
+    if d_in is not None and d_in != width:
+        n_par += width * (d_in + bias)
+    if d_out is not None:
+        n_par += d_out * (width + bias)
+    meta = device is not None and torch.device(device).type == "meta"
+    itemsize = torch.empty((), dtype=dtype or torch.get_default_dtype(), device="meta").element_size()
+    need = n_mod * _MODULE_BYTES + (0 if meta else n_par * itemsize)
+    seconds = n_mod * _MODULE_SECONDS + (0 if meta else n_par * _INIT_SECONDS_PER_PARAM)
+    return float(need), float(seconds), n_mod
 
 
 def mlp(
@@ -167,28 +234,35 @@ def mlp(
     device: torch.device | str | None = None,
     **params: Any,
 ) -> nn.Sequential:
-    """A deep fully connected network: ``depth`` (Linear, activation) pairs and an optional readout.
+    """A deep fully connected network whose critical stack is ``depth`` square layers.
 
-    Layout: ``Linear(d_in, width), act, [Linear(width, width), act] * (depth - 1)`` and, if
-    ``d_out`` is given, a readout ``Linear(width, d_out)`` with no activation. ``d_in`` defaults
-    to ``width`` (all critical layers square: the setting of the paper's Jacobian theory).
-    ``activation`` is a registry name (with ``params``, e.g. ``alpha=0.2``), an
+    Layout (an ``nn.Sequential``):
+
+    * if ``d_in`` is given and differs from ``width``, a *stem* ``Linear(d_in, width)`` with no
+      activation (not counted in ``depth``);
+    * the critical stack: ``depth`` x (``Linear(width, width)``, phi);
+    * if ``d_out`` is given, a readout ``Linear(width, d_out)`` with no activation.
+
+    The input-output Jacobian of the critical stack, J = prod_l D^l W^l (N x N), is what the
+    theory (:func:`isometry.jacobian_spectrum`) and :func:`isometry.torch.critical_init_`
+    describe. ``activation`` is a registry name (with ``params``, e.g. ``alpha=0.2``), an
     :class:`isometry.Activation` with a torch module, or a module instance (deep-copied per
-    layer). Weights keep PyTorch's default initialisation; call
-    :func:`isometry.torch.critical_init_` on the result.
+    layer). Weights keep PyTorch's default initialisation; call :func:`critical_init_`.
+
+    Raises:
+        TypeError: ``depth``, ``width``, ``d_in`` or ``d_out`` is not an integer (or None).
+        ValueError: a size is < 1, or the network would not fit in the available memory.
 
     >>> net = mlp(3, 16, "erf", d_in=8, d_out=2)
     >>> [type(m).__name__ for m in net]
-    ['Linear', 'Erf', 'Linear', 'Erf', 'Linear', 'Erf', 'Linear']
+    ['Linear', 'Linear', 'Erf', 'Linear', 'Erf', 'Linear', 'Erf', 'Linear']
     """
-    import copy
-
-    for pname, v, lo in (("depth", depth, 1), ("width", width, 1)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise ValueError(f"{pname} must be an integer >= {lo}, got {v!r}")
-    for pname, v in (("d_in", d_in), ("d_out", d_out)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ValueError(f"{pname} must be an integer >= 1 or None, got {v!r}")
+    depth = check_int("depth", depth)
+    width = check_int("width", width)
+    d_in = check_int("d_in", d_in, none=True)
+    d_out = check_int("d_out", d_out, none=True)
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
     if isinstance(activation, nn.Module):
         if params:
             raise ValueError(f"parameters {sorted(params)} cannot be given with an activation module")
@@ -197,13 +271,19 @@ def mlp(
             return copy.deepcopy(activation)
     else:
         act = get_activation(activation, **params)
+        activation_module(act)  # fails early when there is no torch module
 
         def make() -> nn.Module:
             return activation_module(act)
 
+    need, _, n_mod = mlp_cost(depth, width, d_in, d_out, bias=bias, dtype=dtype, device=device)
+    check_fits(need, f"mlp(depth={depth}, width={width}) with {n_mod} modules",
+               "reduce depth or width (or build on device='meta' to skip the parameters)")
     kw = {"bias": bias, "dtype": dtype, "device": device}
-    layers: list[nn.Module] = [nn.Linear(width if d_in is None else d_in, width, **kw), make()]
-    for _ in range(depth - 1):
+    layers: list[nn.Module] = []
+    if d_in is not None and d_in != width:
+        layers.append(nn.Linear(d_in, width, **kw))
+    for _ in range(depth):
         layers += [nn.Linear(width, width, **kw), make()]
     if d_out is not None:
         layers.append(nn.Linear(width, d_out, **kw))
