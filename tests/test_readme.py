@@ -1,13 +1,16 @@
-"""The README runs as written, and the names it and the changelog use exist.
+"""The README and the pages of docs/ run as written, and the names they and the changelog use exist.
 
-* Every ```python block of README.md is executed as it stands, each in a fresh namespace and an
-  empty temporary working directory (one thread, matplotlib's Agg backend, warnings are errors);
-  a failure names the block's line and first line. Files a block writes with ``path="..."``
-  must exist afterwards.
-* Every ``isometry`` command line of the README parses with the real parser (```bash blocks), and
-  every flag it mentions (synopses, prose) belongs to the verb it is used with.
+* Every ```python block of README.md and docs/*.md is executed as it stands, each in a fresh
+  namespace and an empty temporary working directory (one thread, matplotlib's Agg backend,
+  warnings are errors); a failure names the file, the block's line and its first line. Files a
+  block writes with ``path="..."`` must exist afterwards.
+* Every ``isometry`` command line of those pages parses with the real parser (```bash blocks, and
+  the ``$ isometry ...`` lines of ```console blocks), and every flag they mention (synopses, prose)
+  belongs to the verb it is used with (or to ``isometry`` itself).
 * Every fully qualified ``isometry.<name>`` in inline code resolves, with the parameter names its
   written signature shows; the changelog's new names resolve and its removed names do not.
+* README.md links every page of docs/, and every relative link of the pages reaches a file (and,
+  with ``#anchor``, one of its headings).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 CHANGELOG = ROOT / "CHANGELOG.md"
+DOCS = ROOT / "docs"
+PAGES = [README, *sorted(DOCS.glob("*.md"))]  # the README first, then docs/ in name order
 
 FENCE = re.compile(r"^```(\w*)\s*$")
 
 
-def fenced_blocks(text: str) -> list[tuple[str, int, str]]:
-    """(language, line number of the first code line, code) of every fenced block."""
+def fenced_blocks(text: str, name: str = "README.md") -> list[tuple[str, int, str]]:
+    """(language, line number of the first code line, code) of every fenced block of page ``name``."""
     blocks, lang, start, body = [], None, 0, []
     for no, line in enumerate(text.splitlines(), 1):
         m = FENCE.match(line)
@@ -44,7 +49,7 @@ def fenced_blocks(text: str) -> list[tuple[str, int, str]]:
             lang = None
         elif lang is not None:
             body.append(line)
-    assert lang is None, f"README.md: the block opened at line {start - 1} is never closed"
+    assert lang is None, f"{name}: the block opened at line {start - 1} is never closed"
     return blocks
 
 
@@ -60,8 +65,14 @@ def prose(text: str) -> str:
     return "\n".join(out)
 
 
-README_TEXT = README.read_text(encoding="utf-8")
-PYTHON_BLOCKS = [(line, code) for lang, line, code in fenced_blocks(README_TEXT) if lang == "python"]
+def _name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+TEXTS = {_name(p): p.read_text(encoding="utf-8") for p in PAGES}
+README_TEXT = TEXTS["README.md"]
+PYTHON_BLOCKS = [(name, line, code) for name, text in TEXTS.items()
+                 for lang, line, code in fenced_blocks(text, name) if lang == "python"]
 
 
 def _first_line(code: str) -> str:
@@ -70,11 +81,13 @@ def _first_line(code: str) -> str:
 
 # ------------------------------------------------------------------------------ python snippets
 def test_readme_has_its_python_snippets():
-    assert len(PYTHON_BLOCKS) >= 8, "README.md lost its Python examples (or the ```python fences)"
+    in_readme = [b for b in PYTHON_BLOCKS if b[0] == "README.md"]
+    assert len(in_readme) >= 6, "README.md lost its Python examples (or the ```python fences)"
+    assert len(PYTHON_BLOCKS) - len(in_readme) >= 10, "docs/ lost its Python examples (or the ```python fences)"
 
 
-@pytest.mark.parametrize("line, code", PYTHON_BLOCKS, ids=[f"line{line}" for line, _ in PYTHON_BLOCKS])
-def test_python_snippet_runs(line, code, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, line, code", PYTHON_BLOCKS, ids=[f"{name}:{line}" for name, line, _ in PYTHON_BLOCKS])
+def test_python_snippet_runs(name, line, code, tmp_path, monkeypatch):
     needs_torch = r"^\s*(import torch|from isometry\.torch|import isometry\.torch|from isometry\.experiments)"
     if re.search(needs_torch, code, re.M):
         pytest.importorskip("torch")
@@ -83,18 +96,18 @@ def test_python_snippet_runs(line, code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__"}
     try:
-        exec(compile(code, f"README.md:{line}", "exec"), namespace)
+        exec(compile(code, f"{name}:{line}", "exec"), namespace)
     except Exception as exc:  # noqa: BLE001  (report any failure with the block it came from)
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == f"README.md:{line}"]
-        where = f" (README.md line {line + frames[-1].lineno - 1})" if frames else ""
-        pytest.fail(f"README.md python block at line {line}, starting {_first_line(code)!r}, failed{where}: "
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == f"{name}:{line}"]
+        where = f" ({name} line {line + frames[-1].lineno - 1})" if frames else ""
+        pytest.fail(f"{name} python block at line {line}, starting {_first_line(code)!r}, failed{where}: "
                     f"{type(exc).__name__}: {exc}", pytrace=False)
     finally:
         plt.close("all")
     for written in re.findall(r"""path\s*=\s*["']([^"']+)["']""", code):
         f = tmp_path / written
         assert f.is_file() and f.stat().st_size > 0, (
-            f"README.md python block at line {line}, starting {_first_line(code)!r}: {written} was not written")
+            f"{name} python block at line {line}, starting {_first_line(code)!r}: {written} was not written")
 
 
 # ------------------------------------------------------------------------------ command lines
@@ -106,13 +119,25 @@ def _verbs() -> dict[str, argparse.ArgumentParser]:
     return dict(sub.choices)
 
 
-def _command_lines(lang_filter) -> list[tuple[int, str]]:
-    """The ``isometry ...`` lines of the README's non-Python blocks, continuation lines joined."""
+def _command_lines(lang_filter, names=None) -> list[tuple[str, int, str]]:
+    """(page, line, text) of the ``isometry ...`` lines of the pages' non-Python blocks, continuation
+    lines joined; in ```console blocks only the ``$ isometry ...`` lines (the rest is output)."""
     out = []
-    for lang, start, code in fenced_blocks(README_TEXT):
+    for name, page in TEXTS.items():
+        if names is not None and name not in names:
+            continue
+        out += _page_command_lines(name, page, lang_filter)
+    return out
+
+
+def _page_command_lines(name: str, page: str, lang_filter) -> list[tuple[str, int, str]]:
+    out = []
+    for lang, start, code in fenced_blocks(page, name):
         if not lang_filter(lang):
             continue
         lines = code.splitlines()
+        if lang == "console":
+            lines = [ln[2:] if ln.startswith("$ ") else "" for ln in lines]
         i = 0
         while i < len(lines):
             text, no = lines[i], start + i
@@ -125,7 +150,7 @@ def _command_lines(lang_filter) -> list[tuple[int, str]]:
                 text += " " + lines[i].strip()
             for segment in text.split("&&"):
                 if segment.strip().startswith("isometry "):
-                    out.append((no, segment.strip()))
+                    out.append((name, no, segment.strip()))
             i += 1
     return out
 
@@ -134,40 +159,55 @@ def _flags(text: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", text))
 
 
+def _global_flags() -> set[str]:
+    from isometry.cli import build_parser
+
+    return set(build_parser()._option_string_actions)
+
+
 def test_readme_command_lines_parse():
     from isometry.cli import UsageError, build_parser
 
-    lines = _command_lines(lambda lang: lang == "bash")
-    assert len(lines) >= 10
-    for no, text in lines:
+    lines = _command_lines(lambda lang: lang in ("bash", "console"))
+    assert len([ln for ln in lines if ln[0] == "README.md"]) >= 5
+    assert len(lines) >= 30
+    for name, no, text in lines:
         argv = shlex.split(text, comments=True)[1:]
         try:
             args = build_parser().parse_args(argv)
         except (UsageError, SystemExit) as exc:
-            pytest.fail(f"README.md line {no}: {text!r} does not parse: {exc}", pytrace=False)
-        assert getattr(args, "func", None), f"README.md line {no}: {text!r} names no command"
+            pytest.fail(f"{name} line {no}: {text!r} does not parse: {exc}", pytrace=False)
+        assert getattr(args, "func", None), f"{name} line {no}: {text!r} names no command"
 
 
 def test_readme_synopses_use_existing_flags():
     verbs = _verbs()
+    in_readme = _command_lines(lambda lang: lang in ("text", ""), names={"README.md"})
+    assert {text.split()[1] for _, _, text in in_readme} >= set(verbs), "README.md should show every verb"
     lines = _command_lines(lambda lang: lang in ("text", ""))
-    assert {text.split()[1] for _, text in lines} >= set(verbs), "every verb should have a synopsis"
-    for no, text in lines:
-        verb = text.split()[1]
-        assert verb in verbs, f"README.md line {no}: unknown command {verb!r}"
+    for name, no, text in lines:
+        words = text.split()
+        verb = words[1]
+        assert verb in verbs, f"{name} line {no}: unknown command {verb!r}"
         code = re.split(r"\s#\s", text, maxsplit=1)[0]  # a trailing comment is prose
         unknown = _flags(code) - set(verbs[verb]._option_string_actions)
-        assert not unknown, f"README.md line {no}: isometry {verb} has no {sorted(unknown)}"
+        assert not unknown, f"{name} line {no}: isometry {verb} has no {sorted(unknown)}"
 
 
 def test_readme_prose_flags_exist():
-    """A flag named in running text belongs to some verb (commands of other tools excepted)."""
-    known = set().union(*(p._option_string_actions for p in _verbs().values()))
-    for span in re.findall(r"`([^`]+)`", prose(README_TEXT)):
-        if span.split()[0] in ("pip", "ray", "python", "python3"):
-            continue
-        unknown = {f for f in _flags(span) if f.startswith("--")} - known
-        assert not unknown, f"README.md mentions {sorted(unknown)} in `{span}`, which no isometry verb has"
+    """A flag named in running text belongs to some verb or to ``isometry`` itself (commands of other
+    tools excepted)."""
+    known = set().union(_global_flags(), *(p._option_string_actions for p in _verbs().values()))
+    checked = 0
+    for name, page in TEXTS.items():
+        for span in re.findall(r"`([^`]+)`", prose(page)):
+            if span.split()[0] in ("pip", "ray", "python", "python3"):
+                continue
+            flags = {f for f in _flags(span) if f.startswith("--")}
+            checked += len(flags)
+            unknown = flags - known
+            assert not unknown, f"{name} mentions {sorted(unknown)} in `{span}`, which no isometry verb has"
+    assert checked >= 40
 
 
 # ------------------------------------------------------------------------------ names
@@ -221,23 +261,24 @@ def _written_parameters(span: str, name: str) -> list[str]:
 
 
 def test_readme_names_and_signatures_exist():
-    spans = re.findall(r"`([^`]+)`", prose(README_TEXT))
     checked = 0
-    for span in spans:
-        for name in NAME.findall(span):
-            try:
-                obj = resolve(name)
-            except AttributeError:
-                pytest.fail(f"README.md names `{name}`, which does not exist", pytrace=False)
-            checked += 1
-            written = _written_parameters(span, name)
-            if written and callable(obj):
-                params = inspect.signature(obj).parameters
-                if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-                    continue
-                missing = [w for w in written if w not in params]
-                assert not missing, f"README.md: `{name}` has no parameter {missing} (it has {list(params)})"
-    assert checked >= 30
+    for page_name, page in TEXTS.items():
+        for span in re.findall(r"`([^`]+)`", prose(page)):
+            for name in NAME.findall(span):
+                try:
+                    obj = resolve(name)
+                except AttributeError:
+                    pytest.fail(f"{page_name} names `{name}`, which does not exist", pytrace=False)
+                checked += 1
+                written = _written_parameters(span, name)
+                if written and callable(obj):
+                    params = inspect.signature(obj).parameters
+                    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                        continue
+                    missing = [w for w in written if w not in params]
+                    assert not missing, (f"{page_name}: `{name}` has no parameter {missing} "
+                                         f"(it has {list(params)})")
+    assert checked >= 60
 
 
 def _changelog_release(version: str) -> str:
@@ -280,7 +321,46 @@ def test_changelog_new_names_exist_and_removed_names_are_gone():
         pytest.fail(f"CHANGELOG.md says `{name}` was renamed or removed, but it still exists", pytrace=False)
 
 
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    return {_slug(m) for m in re.findall(r"^#{1,6}\s+(.+?)\s*$", prose(text), re.M)}
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_docs_are_linked_and_links_resolve():
+    linked = set()
+    checked = 0
+    for name, page in TEXTS.items():
+        here = (ROOT / name).parent
+        for target in LINK.findall(prose(page)):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (here / path).resolve() if path else ROOT / name
+            assert dest.exists(), f"{name} links to {target!r}, which does not exist"
+            if dest.is_file() and dest.suffix == ".md":
+                linked.add(dest)
+                if anchor:
+                    assert anchor in _anchors(dest.read_text(encoding="utf-8")), (
+                        f"{name} links to {target!r}, but {dest.name} has no heading with that anchor")
+            checked += 1
+    from_readme = {(ROOT / t.split("#")[0]).resolve() for t in LINK.findall(prose(README_TEXT)) if t.startswith("docs/")}
+    missing = sorted(p.name for p in DOCS.glob("*.md") if p.resolve() not in from_readme)
+    assert not missing, f"README.md does not link docs/{missing}"
+    assert checked >= 20
+
+
 def test_no_development_history_in_the_docs():
-    for path in (README, CHANGELOG):
+    marker = re.compile(r"\(issue \d+\)|<!--\s*section|\bissue \d+|\(#\d+\)|\b(TODO|FIXME|XXX)\b", re.I)
+    for path in (*PAGES, CHANGELOG):
         text = path.read_text(encoding="utf-8")
-        assert not re.search(r"\(issue \d+\)|<!--\s*section|\bissue \d+", text, re.I), path.name
+        m = marker.search(text)
+        assert not m, f"{_name(path)}: {m.group(0)!r} at line {text[:m.start()].count(chr(10)) + 1}"
