@@ -99,7 +99,7 @@ def main() -> None:
     from isometry.empirical.networks import _Layers
 
     act = isometry.get_activation("tanh")
-    print(f"\none layer C <- D W C on an N x (N+1) block, best of 10, interleaved with the GEMM (robust to load):")
+    print("\none layer C <- D W C on an N x (N+1) block, best of 10, interleaved with the GEMM (robust to load):")
     with threadpool_limits(1):
         for weights in ("gaussian", "orthogonal"):
             layers = _Layers(act, n, 1.7, 0.04, weights, np.random.default_rng(5), np.dtype(np.float64))
@@ -187,7 +187,7 @@ def main() -> None:
         t_ours = best(lambda: isometry.empirical_eigenvalues("tanh", depth, n, q_star=0.5, seed=3), 1)
         print(f"  L={depth:4d}: sampling {t1 - t0:6.2f} s, jacrev {t2 - t1:6.2f} s, svdvals {t3 - t2:5.2f} s, "
               f"total {t3 - t0:6.2f} s vs empirical_eigenvalues {t_ours:5.2f} s -> {(t3 - t0) / t_ours:.1f}x")
-        del ws, bs, j
+        del j
 
 
 if __name__ == "__main__":

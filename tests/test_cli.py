@@ -95,3 +95,83 @@ def test_critical_hint_names_a_q_star_that_exists(capsys):
     assert json.loads(capsys.readouterr().out)["sigma_b2"] >= 0
     assert main(["critical", "softplus", "--q-star", "1"]) == 2
     assert "no q_star in" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ conventions shared by the theory verbs
+THEORY_VERBS = ["critical", "phase", "spectrum", "empirical", "init-report"]
+
+
+def _subparser(verb):
+    import argparse
+
+    from isometry.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[verb]
+
+
+@pytest.mark.parametrize("verb", THEORY_VERBS)
+def test_every_option_documented_and_one_output_flag(verb):
+    p = _subparser(verb)
+    for a in p._actions:
+        assert a.help and a.help.strip(), (verb, a.option_strings or a.dest)
+    positional = [a for a in p._actions if not a.option_strings]
+    assert [a.metavar for a in positional] == ["ACTIVATION"]
+    flags = {s for a in p._actions for s in a.option_strings}
+    assert not flags & {"--output", "--plot"}  # the one output flag is -o/--out
+    if verb != "critical":
+        (out,) = [a for a in p._actions if "--out" in a.option_strings]
+        assert out.option_strings == ["-o", "--out"] and out.metavar == "PATH" and out.dest == "out"
+    text = " ".join(p.format_help().split())
+    assert "ACTIVATION" in text and "--json" in text and "status lines go to stderr" in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["phase", "tanh", "--grid", "6"],
+    ["spectrum", "relu", "--depth", "3", "--q-star", "1"],
+    ["empirical", "relu", "-L", "2", "-N", "30", "--q-star", "1", "--compare", "--no-progress"],
+    ["init-report", "tanh", "--depth", "3", "--width", "8"],
+])
+def test_json_with_a_figure_keeps_stdout_pure(argv, tmp_path, capsys):
+    if argv[0] == "init-report":
+        pytest.importorskip("torch")
+    png = tmp_path / "fig.png"
+    assert main([*argv, "-o", str(png), "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # stdout is one JSON document, nothing else
+    assert f"wrote {png}" in captured.err and png.stat().st_size > 5000
+
+
+def test_phase_json_alone_writes_no_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["phase", "tanh", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["critical_line"] and list(tmp_path.iterdir()) == []
+    assert main(["phase", "tanh", "--grid", "6"]) == 0  # without --json the figure goes to phase.png
+    assert (tmp_path / "phase.png").is_file() and "wrote phase.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["critical", "tanh", "--q-star", "0.5"],
+    ["phase", "tanh"],
+    ["spectrum", "tanh", "--depth", "4", "--q-star", "0.5"],
+    ["empirical", "tanh", "-L", "2", "-N", "20", "--q-star", "0.5"],
+    ["init-report", "tanh", "--depth", "3", "--width", "8"],
+])
+@pytest.mark.parametrize("json_flag", [True, False])
+def test_closed_pipe_exits_quietly(argv, json_flag, tmp_path):
+    """`isometry VERB ... | head -1`: the reader is gone before the command writes; it ends with status 0 and
+    says nothing on stderr (no traceback, no 'Exception ignored')."""
+    import subprocess
+    import sys
+
+    if argv[0] == "init-report":
+        pytest.importorskip("torch")
+    if argv[0] == "phase" and not json_flag:
+        argv = [*argv, "--grid", "5", "-o", str(tmp_path / "p.png")]
+    code = "import sys; from isometry.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv, *(["--json"] if json_flag else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # like `head` after its line, before the command has printed anything
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and err == ""

@@ -19,8 +19,9 @@ from isometry.experiments import (  # noqa: E402
     run_one,
     summarise,
 )
-from isometry.experiments import analysis, summary  # noqa: E402
+from isometry.experiments import SCALES, analysis, summary  # noqa: E402
 from isometry.experiments import pipeline as P  # noqa: E402
+from isometry.experiments import stacked as S  # noqa: E402
 from isometry.experiments import train as T  # noqa: E402
 from isometry.experiments.models import critical_stack, input_scale, predicted_variance  # noqa: E402
 from isometry.sweeps import records  # noqa: E402
@@ -39,6 +40,8 @@ def test_runconfig_validation_and_stable_id():
     assert RunConfig.from_dict(c.to_dict() | {"run_id": "ignored"}).run_id == c.run_id
     assert len(c.run_id) == 16
     assert c.replace(device="cuda", data_dir="/x", checkpoint_every=1.0).run_id == c.run_id
+    # the names a grid gives a run are not part of it: experiments whose grids overlap share runs
+    assert c.replace(experiment="E3", label="L=2").run_id == c.run_id
     assert c.replace(learning_rate=0.1).run_id != c.run_id
     assert c.replace(seed=1).run_id != c.run_id
     # numbers from a JSON file (1 for 1.0) and registry aliases give the same configuration
@@ -156,27 +159,27 @@ def test_stop_at_target(tmp_path):
 def test_resume_skips_finished_runs_no_duplicates(tmp_path, monkeypatch):
     grid = [RunConfig(**{**TINY, "seed": s, "steps": 20}) for s in range(3)]
     calls = []
-    real = T.run_one
+    real = T.run_batch
 
-    def counting(config, out_dir, **kw):
-        calls.append(config.seed)
+    def counting(configs, out_dir, **kw):
+        calls.append([c.seed for c in configs])
         if len(calls) == 2:
-            raise KeyboardInterrupt  # killed during the second run
-        return real(config, out_dir, **kw)
+            raise KeyboardInterrupt  # killed during the second batch
+        return real(configs, out_dir, **kw)
 
-    monkeypatch.setattr(T, "run_one", counting)
+    monkeypatch.setattr(T, "run_batch", counting)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(grid, tmp_path, engine="sequential", progress=False)
+        run_experiment(grid, tmp_path, engine="sequential", progress=False, max_batch=1)
     # a stray temp file from a killed write is ignored
     (tmp_path / "runs" / ".tmp-xyz.json").write_text("{")
     first = records.load_records(tmp_path)
     assert [r["config"]["seed"] for r in first] == [0]
     mtime = os.path.getmtime(records.run_path(tmp_path, grid[0].run_id))
     calls.clear()
-    monkeypatch.setattr(T, "run_one", lambda config, out_dir, **kw: (calls.append(config.seed),
-                                                                     real(config, out_dir, **kw))[1])
+    monkeypatch.setattr(T, "run_batch", lambda configs, out_dir, **kw: (calls.append([c.seed for c in configs]),
+                                                                      real(configs, out_dir, **kw))[1])
     res = run_experiment(grid, tmp_path, engine="sequential", progress=False)
-    assert calls == [1, 2]  # only the unfinished runs trained
+    assert calls == [[1, 2]]  # only the unfinished runs trained, together as one batch
     assert res.sweep.skipped == 1 and sorted(res.sweep.completed) == sorted(c.run_id for c in grid[1:])
     assert os.path.getmtime(records.run_path(tmp_path, grid[0].run_id)) == mtime
     rows = json.loads((tmp_path / "summary.json").read_text())
@@ -185,59 +188,250 @@ def test_resume_skips_finished_runs_no_duplicates(tmp_path, monkeypatch):
     assert (tmp_path / "summary.csv").read_text().count("\n") == 4
 
 
+def _interrupt_at_evaluation(monkeypatch, n: int):
+    """Make the n-th evaluation raise KeyboardInterrupt (a run killed mid-way)."""
+    real = S.StackedMLP.accuracy
+    count = []
+
+    def dies(self, *a, **k):
+        count.append(1)
+        if len(count) == n:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(S.StackedMLP, "accuracy", dies)
+    return real
+
+
 def test_checkpoint_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     c = RunConfig(**{**TINY, "steps": 60, "n_evals": 8, "checkpoint_every": 0.0, "optimizer": "adam",
                      "learning_rate": 3e-3})
     full = run_one(c, tmp_path / "full")
-    real = T.test_accuracy
-    n = []
-
-    def dies(*a, **k):
-        n.append(1)
-        if len(n) == 5:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(T, "test_accuracy", dies)
+    real = _interrupt_at_evaluation(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         run_one(c, tmp_path / "cut")
     assert os.path.exists(records.checkpoint_path(tmp_path / "cut", c.run_id))
-    monkeypatch.setattr(T, "test_accuracy", real)
+    monkeypatch.setattr(S.StackedMLP, "accuracy", real)
     resumed = run_one(c, tmp_path / "cut")
     assert _strip(resumed) == _strip(full)
     assert not os.path.exists(records.checkpoint_path(tmp_path / "cut", c.run_id))
+    # checkpoints are per run: a batch cut short resumes in another batch (here: alone, and the rest together)
+    others = [c.replace(seed=s, learning_rate=1e-3 * s) for s in (1, 2)]
+    _interrupt_at_evaluation(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        T.run_batch([c, *others], tmp_path / "batch")
+    assert all(os.path.exists(records.checkpoint_path(tmp_path / "batch", x.run_id)) for x in [c, *others])
+    monkeypatch.setattr(S.StackedMLP, "accuracy", real)
+    assert _strip(run_one(c, tmp_path / "batch")) == _strip(full)
+    assert [_strip(r) for r in T.run_batch(others, tmp_path / "batch")] == [
+        _strip(run_one(x, tmp_path / "clean")) for x in others]
+
+
+def test_checkpoint_is_used_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A checkpoint whose weights load but whose optimiser state (or generator, or curve) does not is
+    not used at all: the run starts again from its initialisation and gives the clean run's curve."""
+    c = RunConfig(**{**TINY, "steps": 60, "n_evals": 8, "checkpoint_every": 0.0, "optimizer": "momentum",
+                     "learning_rate": 0.01})
+    clean = run_one(c, tmp_path / "clean")
+    real = _interrupt_at_evaluation(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(c, tmp_path / "cut")
+    monkeypatch.setattr(S.StackedMLP, "accuracy", real)
+    ckpt = records.checkpoint_path(tmp_path / "cut", c.run_id)
+    good = torch.load(ckpt, weights_only=True)
+    assert good["state"]["step"] > 0 and good["optimizer"]["kind"] == "momentum"
+    breakages = {
+        "optimizer buffer of the wrong shape": lambda s: s["optimizer"]["buffers"]["hidden_w"].update(
+            momentum_buffer=torch.zeros(3, 3)),
+        "optimizer of another kind": lambda s: s["optimizer"].update(kind="adam"),
+        "optimizer steps out of step": lambda s: s["optimizer"].update(steps=s["optimizer"]["steps"] + 1),
+        "no generator state": lambda s: s.pop("batch_gen"),
+        "curve not a list": lambda s: s["state"].update(curve=None),
+        "another run's checkpoint": lambda s: s.update(run_id="0" * 16),
+    }
+    for what, breaks in breakages.items():
+        import copy
+
+        bad = copy.deepcopy(good)
+        breaks(bad)
+        torch.save(bad, ckpt)
+        out = tmp_path / "cut"
+        rec = run_one(c, out)
+        assert _strip(rec) == _strip(clean), what  # started over: the clean run's curve, not a hybrid
+        assert not os.path.exists(ckpt), what
+        os.unlink(records.run_path(out, c.run_id))
+    (tmp_path / "cut" / "checkpoints").mkdir(exist_ok=True)
+    with open(ckpt, "wb") as fh:
+        fh.write(b"\x80truncated")
+    assert _strip(run_one(c, tmp_path / "cut")) == _strip(clean)
+
+
+def test_batched_runs_equal_runs_alone(tmp_path):
+    """Same run id, same record, whether the run is trained alone or beside others (bitwise on CPU):
+    every optimiser, mixed weights, q*, learning rates, seeds, steps, targets, one run that diverges."""
+    for opt, lrs in [("sgd", (0.01, 0.3)), ("momentum", (0.003, 0.03)), ("adam", (1e-3, 1e-2)),
+                     ("rmsprop", (1e-4, 3e-3))]:
+        grid = [RunConfig(**{**TINY, "optimizer": opt, "learning_rate": lr, "seed": s, "weights": w, "q_star": q,
+                             "steps": 30 + 10 * s, "stop_at_target": s == 1, "target_accuracy": 0.3})
+                for lr in lrs for s in (0, 1) for w, q in (("orthogonal", 0.0259), ("gaussian", 0.5))]
+        batches = [grid]
+        if opt == "sgd":  # ReLU runs, one of them diverging in the middle of its batch
+            batches.append([RunConfig(**{**TINY, "activation": "relu", "q_star": 1.0, "learning_rate": lr,
+                                         "seed": s, "steps": 30}) for lr in (0.05, 1e8) for s in (0, 1)])
+        for k, grid in enumerate(batches):
+            batch = T.run_batch(grid, tmp_path / f"batch-{opt}-{k}")
+            for c, b in zip(grid, batch):
+                alone = run_one(c, tmp_path / f"alone-{opt}")
+                assert _strip(alone) == _strip(b), (opt, c.learning_rate, c.seed, c.weights)
+                assert alone["init"] == b["init"] and alone["steps_to_target"] == b["steps_to_target"]
+                assert alone["diverged_at"] == b["diverged_at"]
+            assert any(r["diverged_at"] is not None for r in batch) == (k == 1)
+            assert k == 1 or any(r["steps_run"] < r["config"]["steps"] for r in batch)  # a run stopped at its target
+    with pytest.raises(ValueError, match="must share"):
+        T.run_batch([RunConfig(**TINY), RunConfig(**{**TINY, "depth": 3})], tmp_path / "x")
+
+
+def test_stacked_optimizers_follow_torch_optim():
+    """Independent route: one stacked run against nn.Sequential + torch.optim on the same minibatches."""
+    from isometry.experiments.stacked import StackedMLP, StackedOptimizer
+
+    x = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(10, (64,), generator=torch.Generator().manual_seed(1))
+    for kind, lr in [("sgd", 0.1), ("momentum", 0.02), ("adam", 3e-3), ("rmsprop", 1e-3)]:
+        ref, _ = build_mlp(64, 10, depth=3, width=16, activation="tanh", weights="orthogonal", q_star=0.3,
+                           generator=2)
+        net = StackedMLP.from_models([ref], 3)
+        opt = StackedOptimizer(kind, net, [lr], [0.9])
+        torch_opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr), "momentum": lambda p: torch.optim.SGD(p, lr=lr,
+                     momentum=0.9), "adam": lambda p: torch.optim.Adam(p, lr=lr),
+                     "rmsprop": lambda p: torch.optim.RMSprop(p, lr=lr)}[kind](ref.parameters())
+        for step in range(15):
+            idx = torch.arange(16) + 16 * (step % 4)
+            torch_opt.zero_grad()
+            torch.nn.functional.cross_entropy(ref(x[idx]), y[idx]).backward()
+            torch_opt.step()
+            for p in net.params.values():
+                p.grad = None
+            torch.nn.functional.cross_entropy(net.forward(x[idx][None])[0], y[idx]).backward()
+            opt.step(net)
+        got = net.params["hidden_w"][2, 0].detach()
+        assert torch.allclose(got, ref[5].weight.detach().t(), rtol=1e-4, atol=1e-6), kind
+        assert torch.allclose(net.params["out_b"][0, 0].detach(), ref[-1].bias.detach(), rtol=1e-4, atol=1e-6), kind
+
+
+def test_invalid_records_are_not_reused(tmp_path):
+    """A record file that is not a finished run of its id (config null, edited, truncated) is trained
+    again instead of crashing the summary or being trusted."""
+    c = RunConfig(**TINY)
+    good = run_one(c, tmp_path)
+    path = records.run_path(tmp_path, c.run_id)
+    for broken in ({**good, "config": None}, {**good, "config": {**good["config"], "seed": 5}},
+                   {**good, "curve": []}, {k: v for k, v in good.items() if k != "init"}):
+        with open(path, "w") as fh:
+            json.dump(broken, fh)
+        assert not summary.valid_record(broken)
+        res = run_experiment([c], tmp_path, engine="sequential", progress=False)
+        assert res.ok and len(res.sweep.completed) == 1 and res.rows[0]["label"] == c.label
+        assert _strip(records.load_record(tmp_path, c.run_id)) == _strip(good)
 
 
 def test_experiment_grids():
     for name in ("E1", "E2", "E3"):
-        quick, cpu, paper = (experiment_grid(name, **kw) for kw in ({"quick": True}, {},
-                                                                    {"paper_scale": True, "data_dir": "/cifar"}))
-        for g in (quick, cpu, paper):
-            assert len({c.run_id for c in g}) == len(g) > 0
-            assert all(c.experiment == name for c in g)
-        assert len(quick) < len(cpu)
-        assert all(c.width == 400 and c.steps == 100_000 and c.data == "cifar10" for c in paper)
-        assert name == "E3" or all(c.depth == 200 for c in paper)
+        g = {s: experiment_grid(name, **({"scale": s} | ({"data_dir": "/cifar"} if s == "paper" else {})))
+             for s in SCALES}
+        for grid in g.values():
+            assert len({c.run_id for c in grid}) == len(grid) > 0
+            assert all(c.experiment == name for c in grid)
+        assert len(g["quick"]) <= len(g["default"])
+        assert {c.seed for c in g["default"]} == {0, 1, 2}  # 3 seeds wherever a Mann-Whitney test is made
+        assert all(c.width == 400 and c.steps == 100_000 and c.data == "cifar10" for c in g["paper"])
+        assert all(c.width == 64 and c.data == "digits" and c.steps == 400 for c in g["default"] + g["full"])
+        assert name == "E3" or all(c.depth == 200 for c in g["paper"])
         with pytest.raises(ValueError, match="data_dir"):  # CIFAR-10 is read from a directory
-            experiment_grid(name, paper_scale=True)
+            experiment_grid(name, scale="paper")
+    # the 0.1 CPU grids, unchanged, at --scale full
+    assert len(experiment_grid("E1", scale="full")) == 144 and len(experiment_grid("E3", scale="full")) == 56
+    assert sorted({c.learning_rate for c in experiment_grid("E2", scale="full")}) == [0.01, 0.03, 0.1]
     e1 = experiment_grid("E1")
     assert {c.optimizer for c in e1} == {"sgd", "momentum", "adam", "rmsprop"}
     assert {c.weights for c in e1} == {"orthogonal", "gaussian"}
     assert {(c.activation, round(c.q_star, 3)) for c in e1} == {("tanh", 0.026), ("tanh", 0.821), ("relu", 1.0)}
-    assert len(experiment_grid("E1", seeds=5)) == len(e1) // 2 * 5
-    assert {c.data for c in experiment_grid("E2", quick=True, data="mnist1d")} == {"mnist1d"}
+    assert len(experiment_grid("E1", seeds=5)) == len(e1) // 3 * 5
+    assert {c.data for c in experiment_grid("E2", scale="quick", data="mnist1d")} == {"mnist1d"}
+    for bad, exc, match in [(dict(scale="cpu"), ValueError, "scale must be one of quick, default, full, paper"),
+                            (dict(seeds=0), ValueError, "seeds"), (dict(seeds=True), TypeError, "seeds"),
+                            (dict(target_accuracy=1.5), ValueError, "target_accuracy"),
+                            (dict(device="gpu0"), ValueError, "device")]:
+        with pytest.raises(exc, match=match):
+            experiment_grid("E1", **bad)
     with pytest.raises(ValueError, match="experiment"):
-        experiment_grid("E4")
-    with pytest.raises(ValueError, match="exclusive"):
-        experiment_grid("E1", quick=True, paper_scale=True)
-    with pytest.raises(ValueError, match="seeds"):
-        experiment_grid("E1", seeds=0)
-    with pytest.raises(TypeError, match="seeds"):
-        experiment_grid("E1", seeds=True)
-    with pytest.raises(ValueError, match="target_accuracy"):
-        experiment_grid("E1", target_accuracy=1.5)
-    with pytest.raises(ValueError, match="device"):
-        experiment_grid("E1", device="gpu0")
+        experiment_grid("E5")
+
+
+def test_centred_learning_rate_grids_share_runs():
+    """The default grids are centred on eta0 = c/L on one lattice, so overlapping grids share runs."""
+    from isometry.experiments.grids import LR_TIMES_DEPTH, lattice_rate
+
+    e1, e2, e3 = (experiment_grid(n) for n in ("E1", "E2", "E3"))
+    for opt, c in LR_TIMES_DEPTH.items():
+        rates = sorted({x.learning_rate for x in e1 if x.optimizer == opt})
+        # centred, half a decade apart
+        assert rates == pytest.approx([c / 32 / 10 ** 0.5, c / 32, c / 32 * 10 ** 0.5], rel=1e-3)
+    for depth in (4, 8, 16, 32):
+        eta_l = sorted(x.learning_rate * depth for x in e3 if x.depth == depth and x.seed == 0)
+        # the same eta L at every depth
+        assert eta_l == pytest.approx([2 * 10 ** (k / 4) for k in range(-2, 3)], rel=1e-3)
+    ids3 = {x.run_id for x in e3}
+    ref = [x for x in e1 if x.label == "tanh sw2=1.05" and x.weights == "orthogonal" and x.optimizer == "sgd"]
+    assert len(ref) == 9 and all(x.run_id in ids3 for x in ref)  # E1's reference SGD runs are E3's at L = 32
+    ids2 = {x.run_id for x in e2}
+    tanh_sgd = [x for x in e1 if x.activation == "tanh" and x.optimizer == "sgd"]
+    assert len(tanh_sgd) == 36 and all(x.run_id in ids2 for x in tanh_sgd)  # and E2's at q* = 0.0259, 0.821
+    assert lattice_rate("sgd", 32, 0) == 0.0625
+
+
+def test_extend_learning_rates_rule():
+    from isometry.experiments.grids import extend_learning_rates, lattice_rate
+
+    grid = [c for c in experiment_grid("E3", scale="quick") if c.depth == 4]
+    rates = sorted({c.learning_rate for c in grid})
+
+    def rows(best):
+        return [{"depth": 4, "learning_rate": c.learning_rate, "seed": c.seed, "final_test_accuracy": 0.9,
+                 "steps_to_target": 10 if c.learning_rate == best else 50} for c in grid]
+
+    assert extend_learning_rates("E3", grid, rows(rates[2])) == []  # interior: nothing to add
+    top = extend_learning_rates("E3", grid, rows(rates[-1]))
+    assert [c.learning_rate for c in top] == [lattice_rate("sgd", 4, 3)] * 3 and {c.seed for c in top} == {0, 1, 2}
+    low = extend_learning_rates("E3", grid, rows(rates[0]))
+    assert [c.learning_rate for c in low] == [lattice_rate("sgd", 4, -3)] * 3
+    # at most max_extra rates per side, counted against the grid before any extension
+    grown = grid + top + extend_learning_rates("E3", grid + top, [
+        {"depth": 4, "learning_rate": c.learning_rate, "seed": c.seed, "final_test_accuracy": 0.9,
+         "steps_to_target": 5 if c.learning_rate == top[0].learning_rate else 50} for c in grid + top], grid)
+    assert max(c.learning_rate for c in grown) == lattice_rate("sgd", 4, 4)
+    last = [{"depth": 4, "learning_rate": c.learning_rate, "seed": c.seed, "final_test_accuracy": 0.9,
+             "steps_to_target": 1 if c.learning_rate == lattice_rate("sgd", 4, 4) else 50} for c in grown]
+    assert extend_learning_rates("E3", grown, last, grid, max_extra=2) == []
+    assert extend_learning_rates("E3", grown, last, grid, max_extra=3) != []
+    assert extend_learning_rates("E3", grid, rows(rates[-1]), max_extra=0) == []
+
+
+def test_experiments_share_runs(tmp_path):
+    """E1 and E3 run together: a run both grids hold is trained once; each keeps its own names."""
+    from isometry.experiments import run_experiments
+
+    res = run_experiments(["E1", "E3"], tmp_path, scale="quick", steps=3, seeds=1, engine="sequential",
+                          progress=False, plots=False, lr_extensions=0)
+    e1 = {r["run_id"]: r for r in res["E1"].rows}
+    e3 = {r["run_id"]: r for r in res["E3"].rows}
+    shared = set(e1) & set(e3)
+    assert len(shared) == 3  # orthogonal tanh at q* = 0.0259, SGD, L = 8, three rates
+    assert len(records.load_records(tmp_path)) == len(set(e1) | set(e3))
+    for rid in shared:
+        assert e1[rid]["label"] == "tanh sw2=1.05" and e1[rid]["experiment"] == "E1"
+        assert e3[rid]["label"] == "L=8" and e3[rid]["experiment"] == "E3"
+    assert (tmp_path / "E1" / "analysis.json").exists() and (tmp_path / "E3" / "summary.csv").exists()
 
 
 def _row(label, weights, opt, lr, seed, t, acc=0.9):
@@ -286,11 +480,26 @@ def test_pipeline_summarises_once_and_analyses_finished_experiments(tmp_path, mo
     writes = []
     real = P.write_summary
     monkeypatch.setattr(P, "write_summary", lambda out, rows: (writes.append(len(rows)), real(out, rows))[1])
-    grid = experiment_grid("E3", quick=True, steps=30)[:2]
-    failing = grid[1].replace(data="mnist1d", data_size=5)  # too few examples: load_dataset raises
-    res = run_experiment([grid[0], failing], tmp_path, engine="sequential", progress=False)
+    grid = experiment_grid("E3", scale="quick", steps=30)[:2]
+    # what no retry can fix is refused before any run starts: data that cannot be loaded, a run too large
+    for bad, match in [(grid[1].replace(data="mnist1d", data_size=5), "num_samples"),
+                       (grid[1].replace(width=10**7), "needs about .* of memory")]:
+        with pytest.raises(ValueError, match=match):
+            run_experiment([grid[0], bad], tmp_path / "refused", engine="sequential", progress=False)
+        assert not records.load_records(tmp_path / "refused")
+    failing = grid[1].replace(seed=7)  # fails inside its run: reported, the rest goes on
+    real_batch = T.run_batch
+
+    def batch(configs, out_dir, **kw):
+        if any(c.run_id == failing.run_id for c in configs):
+            raise RuntimeError("num_samples: a run that fails")
+        return real_batch(configs, out_dir, **kw)
+
+    monkeypatch.setattr(T, "run_batch", batch)
+    res = run_experiment([grid[0], failing], tmp_path, engine="sequential", progress=False, max_batch=1)
     assert writes == [1]  # one summary per call
-    assert not res.ok and list(res.sweep.failed) == [failing.run_id] and "num_samples" in res.sweep.failed[failing.run_id]
+    assert not res.ok and list(res.sweep.failed) == [failing.run_id]
+    assert "num_samples" in res.sweep.failed[failing.run_id]
     assert not res.complete and res.analysis is None and res.figures == ()  # incomplete: no analysis, no figure
     assert not (tmp_path / "analysis.json").exists()
     d = res.to_dict()
@@ -298,8 +507,8 @@ def test_pipeline_summarises_once_and_analyses_finished_experiments(tmp_path, mo
     json.dumps(d, allow_nan=False)
     grid_file = json.loads((tmp_path / "grid.json").read_text())
     assert [g["run_id"] for g in grid_file] == [grid[0].run_id, failing.run_id]
-    with pytest.raises(ValueError, match="quick.*named experiment"):
-        run_experiment(grid, tmp_path, quick=True)
+    with pytest.raises(ValueError, match="scale.*named experiment"):
+        run_experiment(grid, tmp_path, scale="quick")
     with pytest.raises(ValueError, match="engine"):
         run_experiment(grid, tmp_path, engine="dask")
     with pytest.raises(ValueError, match="address"):
@@ -314,7 +523,7 @@ def test_cli_quick_writes_summary_and_plots(tmp_path, capsys):
             "--engine", "sequential"]
     assert main(argv) == 0
     rows = json.loads((out / "summary.json").read_text())
-    assert len(rows) == len(experiment_grid("E3", quick=True))
+    assert len(rows) >= len(experiment_grid("E3", scale="quick"))
     assert {"steps_to_target", "final_test_accuracy", "diverged_at", "target_accuracy"} <= set(rows[0])
     assert (out / "E3_tau_vs_eta_L.png").stat().st_size > 1000
     assert "tau/sqrt(L)" in capsys.readouterr().out
@@ -322,7 +531,7 @@ def test_cli_quick_writes_summary_and_plots(tmp_path, capsys):
     # rerun resumes: nothing retrains, same rows
     assert main(argv + ["--no-plots"]) == 0
     assert json.loads((out / "summary.json").read_text()) == rows
-    assert f"0 trained now, {len(rows)} reused" in capsys.readouterr().out
+    assert f"0 trained now, {len(rows)} finished earlier and reused" in capsys.readouterr().out
     # the library's validation, printed as one line
     for bad, message in [(["--experiment", "E1", "--data", "cifar10"], "data='cifar10' needs data_dir"),
                          (["--experiment", "E1", "--target", "1.5"], "target_accuracy must be in (0, 1]"),
@@ -355,5 +564,16 @@ def test_plots_from_records(tmp_path):
     with pytest.raises(ValueError, match="4 Axes"):
         speed_vs_isometry(rows, ax=axes[:2])
     fig3 = tau_vs_eta_depth(rows)
-    assert fig3.axes[0].get_xlabel() == r"$\eta L$"
+    assert fig3.axes[0].get_xlabel().endswith(r"$\eta L$")
+    # fit for a paper: y-labels everywhere, one legend for panels that share it, titles that say what ran,
+    # unlabelled minor ticks on log axes (no overlapping labels)
+    from matplotlib.ticker import NullFormatter
+
+    for f in (fig, fig2, fig3):
+        assert all(a.get_ylabel() for a in f.axes)
+        assert all(isinstance(a.xaxis.get_minor_formatter(), NullFormatter) for a in f.axes)
+    assert len(fig.legends) == 1 and len(fig2.legends) == 1 and not any(a.get_legend() for a in fig.axes)
+    for text in (fig._suptitle.get_text(), fig2._suptitle.get_text()):
+        assert "digits" in text and "L=2" in text and "N=16" in text
+    assert "tanh" in fig2._suptitle.get_text() and "N=16" in fig3.axes[0].get_title()
     pyplot().close("all")

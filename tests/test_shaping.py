@@ -20,6 +20,7 @@ from scipy import integrate, special
 import isometry as iso
 from isometry.shaping import (
     Chain,
+    Composed,
     KernelShaping,
     ResidualChain,
     dks_transform,
@@ -204,8 +205,11 @@ def test_local_c_map_and_network_composition():
     x = 0.2
     for _ in range(3):
         x = w * w * x + (1 - w * w) * leaky_cmap(leaky_cmap(x, 0.0), 0.0)
-    got = float(network_c_map("relu", 0.2, ResidualChain(3, w, branch_depth=2)))
-    assert got == pytest.approx(max(x, leaky_cmap(leaky_cmap(0.2, 0.0), 0.0)), rel=1e-13)
+    sub = ResidualChain(3, w, branch_depth=2)
+    assert float(network_c_map("relu", 0.2, sub)) == pytest.approx(x, rel=1e-13)  # the whole network
+    relu_c = (lambda y: float(local_c_map("relu", y)))
+    assert sub(0.2, relu_c) == pytest.approx(max(x, leaky_cmap(leaky_cmap(0.2, 0.0), 0.0)), rel=1e-13)  # maximum
+    assert Composed((Chain(1), sub)).compose(0.2, relu_c) == pytest.approx(sub.compose(relu_c(0.2), relu_c), rel=1e-15)
 
 
 def test_local_maps_and_composition_reject_bad_input():
@@ -386,7 +390,7 @@ def test_transform_errors_name_the_parameter():
         dks_transform("linear", 8)
     with pytest.raises(ValueError, match=r"no input_scale, input_shift.*zeta=10.0 with depth=1"):
         dks_transform("softplus", 1, zeta=10.0)
-    with pytest.raises(ValueError, match="depth must be >= 1"):
+    with pytest.raises(ValueError, match=r"depth must be an integer in \[1, "):
         dks_transform("tanh", 0)
     with pytest.raises(TypeError, match="depth must be an integer"):
         tat_transform("tanh", 2.5)
@@ -450,8 +454,10 @@ def test_isometry_summary_matches_the_spectrum_law():
     d = dks_transform("tanh", 16).isometry()
     assert d.mean == pytest.approx(1.5, rel=1e-12) and d.chi == pytest.approx(1.5 ** (1 / 16), rel=1e-12)
     assert d.to_dict()["depth"] == 16 and "s_max" in str(d)
-    with pytest.raises(ValueError, match="depth"):
-        tat_transform("tanh", subnet=ResidualChain(4, 0.5)).isometry()
+    with pytest.raises(ValueError, match="subnet"):
+        tat_transform("tanh", subnet=lambda x, r: r(r(x))).isometry()
+    with pytest.raises(ValueError, match="not both"):
+        s.isometry(8, subnet=Chain(8))
     assert tat_transform("tanh", subnet=ResidualChain(4, 0.5)).isometry(8).depth == 8
 
 
@@ -470,3 +476,43 @@ def test_isometry_matches_random_networks():
     c = iso.compare(t.jacobian_spectrum(), lam)
     assert c.ks < 0.04
     assert c.variance_ci[0] - 0.05 <= t.isometry().variance <= c.variance_ci[1] + 0.05
+
+
+def _residual_jacobian_eigenvalues(s, sub: ResidualChain, width: int, seed: int) -> np.ndarray:
+    """Eigenvalues of J J^T of a random residual network x -> w x + v f(x), f = (phi o W)^branch_depth,
+    Haar orthogonal W, input of unit mean square (the forward pass and the Jacobian built in NumPy)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(width)
+    x /= np.sqrt(np.mean(x * x))
+    J = np.eye(width)
+    w, v = sub.shortcut_weight, sub.residual_weight
+    for _ in range(sub.blocks):
+        h, Jf = x, np.eye(width)
+        for _ in range(sub.branch_depth):
+            W = iso.haar_orthogonal(width, seed=rng)
+            pre = W @ h
+            Jf = (s.activation.dphi(pre)[:, None] * W) @ Jf
+            h = s.activation.phi(pre)
+        J = (w * np.eye(width) + v * Jf) @ J
+        x = w * x + v * h
+    return np.linalg.eigvalsh(J @ J.T)
+
+
+@pytest.mark.parametrize("sub", [ResidualChain(6, 0.8), ResidualChain(4, 0.7, branch_depth=2)])
+def test_residual_isometry_matches_random_networks(sub):
+    """KernelShaping.isometry of residual blocks (free product of w I + v J_f) against width-400 networks."""
+    s = dks_transform("tanh", subnet=sub)  # a centred unit: lengths stay 1 in every block
+    pred = s.isometry()
+    assert pred.architecture == sub.to_dict() and math.isnan(pred.s_max)
+    lam = np.array([_residual_jacobian_eigenvalues(s, sub, 400, seed) for seed in range(4)])
+    means, variances = lam.mean(1), lam.var(1)
+    assert abs(means.mean() - pred.mean) <= 4 * means.std(ddof=1) / 2 + 0.02 * pred.mean, (means, pred.mean)
+    assert abs(variances.mean() - pred.variance) <= 4 * variances.std(ddof=1) / 2 + 0.1 * pred.variance, (
+        variances, pred.variance)
+    # the other architectures' predictions are told apart
+    chain = s.isometry(sub.depth)
+    assert abs(chain.variance - pred.variance) > 0.3 * pred.variance
+    both = s.isometry(subnet=Composed((Chain(2), sub)))
+    assert both.mean == pytest.approx(s.isometry(2).mean * pred.mean, rel=1e-12)
+    assert both.normalised_variance == pytest.approx(s.isometry(2).normalised_variance + pred.normalised_variance,
+                                                     rel=1e-12)

@@ -529,3 +529,14 @@ def test_a_law_the_solver_cannot_trace_raises():
     assert sp.mean() == pytest.approx(1.0)  # the moments do not need the bands
     with pytest.raises(ValueError, match="could not be traced"):
         sp.cdf(1.0)
+
+
+def test_d2_law_counts_underflowing_nodes_in_p_x_zero():
+    """erf at large q: phi'(h)^2 underflows to 0 at many quadrature nodes; their mass belongs to
+    P(x = 0), so the directly summed 1 + M(w) equals 1 + M(w) (it missed ~2.5e-4 at q = 30)."""
+
+    law = d2_law(isometry.get_activation("erf"), 30.0)
+    assert np.count_nonzero(law.nodes_x == 0) > 0  # the situation the identity must survive
+    w = np.array([2 + 1j, 0.5 + 0.1j, 10 + 0j, 1e3 + 1j])
+    m, _, opm = law.m_and_dm(w)
+    assert np.max(np.abs(opm - (1.0 + m))) < 1e-12

@@ -98,6 +98,74 @@ def test_sequential_engine_runs_in_this_process(tmp_path):
         assert run_tasks(grid, fake_task, out, progress=False, **kw).skipped == 3
 
 
+def fake_batch_task(configs: list, out_dir: str) -> list:
+    """A batch of toy runs: writes each record as it finishes; raises after the first when one says so."""
+    out = []
+    for i, c in enumerate(configs):
+        if c.get("fail") and i > 0:
+            raise ValueError(f"bad batch at {c['x']}")
+        out.append(fake_task({k: v for k, v in c.items() if k != "fail"} | {"run_id": run_key(c)}, out_dir))
+    return out
+
+
+class _CountingBar:
+    def __init__(self):
+        self.n = 0
+
+    def update(self, n):
+        self.n += n
+
+
+def test_batches_group_runs_by_key_and_count_each_record(tmp_path):
+    from isometry.sweeps import plan_batches
+
+    grid = [{"x": i, "g": i % 2} for i in range(9)]
+    todo = [(run_key(c), c) for c in grid]
+    tasks = plan_batches(todo, lambda c: c["g"], max_batch=3, cost=lambda c: c["x"])
+    assert sorted(len(ids) for ids, _ in tasks) == [2, 2, 2, 3]  # 5 and 4 runs, split evenly
+    assert all(len({c["g"] for c in payload}) == 1 for _, payload in tasks)  # one key per batch
+    costs = [sum(c["x"] for c in payload) for _, payload in tasks]
+    assert costs == sorted(costs, reverse=True)  # the most expensive first
+    assert sorted(r for ids, _ in tasks for r in ids) == sorted(r for r, _ in todo)
+    # default size: about two batches per worker
+    assert len(plan_batches(todo, lambda c: 0, workers=2)) == 3
+    assert len(plan_batches(todo, lambda c: 0, workers=1)) == 1
+
+    bar = _CountingBar()
+    res = run_tasks(grid, fake_batch_task, tmp_path, engine="sequential", batch_key=lambda c: c["g"], max_batch=2,
+                    progress=bar)
+    assert res.ok and len(res.completed) == 9 and res.batches == 5 and bar.n == 9
+    again = run_tasks(grid, fake_batch_task, tmp_path, engine="sequential", batch_key=lambda c: c["g"],
+                      progress=False)
+    assert (again.skipped, again.batches, again.completed) == (9, 0, ())
+    # a batch that raises: the runs it finished count, the others are failed (and retried next time)
+    bad = [{"x": 20 + i, "g": 0, "fail": i == 1} for i in range(3)]
+    res = run_tasks(bad, fake_batch_task, tmp_path / "bad", engine="sequential", batch_key=lambda c: c["g"],
+                    progress=False)
+    assert res.completed == (run_key(bad[0]),)
+    assert sorted(res.failed) == sorted(run_key(c) for c in bad[1:])
+    assert all("bad batch at 21" in m for m in res.failed.values())
+    # a record that fails the caller's check is not a finished run: run again, and reported when it stays invalid
+    res = run_tasks(grid[:2], fake_batch_task, tmp_path, engine="sequential", batch_key=lambda c: 0,
+                    progress=False, valid=lambda rec: rec["value"] > 0)
+    assert res.skipped == 1 and res.completed == () and "without a finished record" in res.failed[run_key(grid[0])]
+
+
+def test_local_pool_is_kept_across_calls(tmp_path):
+    from isometry.sweeps import LocalPool
+
+    with LocalPool(2) as pool:
+        a = run_tasks([{"x": i} for i in range(4)], fake_task, tmp_path, max_parallel=2, pool=pool, progress=False)
+        b = run_tasks([{"x": i} for i in range(4, 8)], fake_task, tmp_path, max_parallel=2, pool=pool,
+                      progress=False)
+    assert a.ok and b.ok
+    pids = lambda ids: {json.loads((tmp_path / "runs" / f"{r}.json").read_text())["pid"] for r in ids}  # noqa: E731
+    assert len(pids(a.completed) | pids(b.completed)) <= 2  # the same two workers served both calls
+    assert os.getpid() not in pids(a.completed)
+    merged = a.merge(b)
+    assert (merged.total, len(merged.completed), merged.batches) == (4, 8, 8)
+
+
 def test_importing_sweeps_and_the_experiment_driver_needs_no_torch(tmp_path):
     code = f"""
 import sys
@@ -107,8 +175,9 @@ import isometry.experiments as E
 assert S.record_exists({str(tmp_path)!r}, "abc") is False
 S.write_record({str(tmp_path)!r}, {{"run_id": "abc", "value": float("nan")}})
 assert S.record_exists({str(tmp_path)!r}, "abc") and S.load_record({str(tmp_path)!r}, "abc")["value"] is None
-grid = E.experiment_grid("E1", quick=True)
-assert len(grid) == 24 and E.summarise({str(tmp_path)!r}, grid) == []
+grid = E.experiment_grid("E1", scale="quick")
+assert len(grid) == 216 and E.summarise({str(tmp_path)!r}, grid) == []
+assert E.extend_learning_rates("E1", grid, []) == []
 try:
     E.run_one
 except ImportError:
@@ -158,16 +227,24 @@ def test_unreachable_ray_address_fails_fast(tmp_path):
     (["--experiment", "E2", "--max-parallel", "0"], "max_parallel must be an integer >= 1"),
     (["--experiment", "E2", "--retries", "-1"], "retries must be an integer >= 0"),
     (["--experiment", "E2", "--engine", "dask"], "invalid choice"),
-    (["--experiment", "E2", "--paper-scale"], "data='cifar10' needs data_dir"),
+    (["--experiment", "E2", "--scale", "paper"], "data='cifar10' needs data_dir"),
+    (["--experiment", "E2", "--max-batch", "0"], "max_batch must be an integer >= 1"),
+    (["--experiment", "E2", "--scale", "cpu"], "invalid choice"),
     (["--experiment", "E2", "--device", "cuda:x"], "device must be"),
-    (["--grid", "GRID", "--quick"], "quick choose a named experiment's grid"),
-    (["--grid", "BADGRID"], "entry 0: unknown run configuration field(s) lr"),
+    (["--grid", "GRID", "--quick"], "--scale choose a named experiment's grid"),
+    (["--grid", "GRID", "--seeds", "2"], "--seeds choose a named experiment's grid"),
+    (["--grid", "BADGRID"], "entry 0: unknown run configuration field(s) lr; valid fields: activation"),
+    (["--grid", "BADTYPE"], "entry 1: depth must be an integer >= 1, got str '32'"),
+    (["--grid", "NULLCONFIG"], "entry 0: a run configuration must be a mapping of fields, got NoneType"),
+    (["--grid", "NOTALIST"], "must hold a JSON list of run configurations, got dict"),
     (["--grid", "NOFILE"], "No such file"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     from isometry.cli import main
 
-    files = {"GRID": [{"data": "digits"}], "BADGRID": [{"data": "digits", "lr": 0.1}]}
+    files = {"GRID": [{"data": "digits"}], "BADGRID": [{"data": "digits", "lr": 0.1}],
+             "BADTYPE": [{"data": "digits"}, {"data": "digits", "depth": "32"}], "NULLCONFIG": [None],
+             "NOTALIST": {"config": None, "run_id": "abc"}}
     for name, content in files.items():
         (tmp_path / name).write_text(json.dumps(content))
     argv = [str(tmp_path / a) if a in files else str(tmp_path / "nope.json") if a == "NOFILE" else a for a in argv]

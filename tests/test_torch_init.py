@@ -51,7 +51,7 @@ def test_deep_tanh_mlp_spectrum_matches_prediction_and_default_init_does_not():
         mean.append(lam.mean())
         top.append(math.sqrt(lam.max()))
     assert report.isometric and report.depth == depth and report.width == width
-    assert report.stack == ("0", str(2 * depth - 1))  # the whole model is the critical stack
+    assert report.body_span == ("0", str(2 * depth - 1))  # the whole model is the body
     assert report.predicted_variance == pytest.approx(0.25, rel=1e-9)
     assert report.predicted_variance == iso.jacobian_variance("tanh", depth, q_star=report.q_star)
     assert report.predicted_mean == pytest.approx(1.0, rel=1e-9)
@@ -160,8 +160,8 @@ def test_orthogonal_weights_biases_stem_and_rectangular_layers():
     # mlp: a linear stem Linear(8, 32) (not counted in depth), 3 critical layers, a readout
     model = mlp(3, 32, "tanh", d_in=8, d_out=4, dtype=torch.float64)
     report = critical_init_(model, q_star=1.0, generator=3)
-    sw2, sb2 = report.sigma_w2, report.sigma_b2
-    assert report.depth == 3 and report.stack == ("1", "6") and report.width == 32
+    sw2 = report.sigma_w2
+    assert report.depth == 3 and report.body_span == ("1", "6") and report.width == 32
     w_stem, w_hid, w_out = model[0].weight, model[3].weight, model[7].weight
     # expanding stem: sigma_w2 = 1, orthonormal columns scaled so rows have squared norm 1 on average
     assert torch.allclose(w_stem.T @ w_stem, 32 / 8 * torch.eye(8, dtype=torch.float64), atol=1e-12)
@@ -174,13 +174,15 @@ def test_orthogonal_weights_biases_stem_and_rectangular_layers():
     assert [layer.role for layer in report.layers] == ["stem", "input", "hidden", "hidden", "readout"]
     assert report.layers[-1].activation is None and report.layers[0].method == "orthogonal"
 
-    # a rectangular (expanding) critical layer: rows of squared norm sigma_w2 on average
+    # a rectangular (expanding) critical layer: rows of squared norm sigma_w2 on average; it changes the
+    # width, so it is a stem before the body (its J J^T would have 24 zero eigenvalues of 32)
     net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh()).double()
     r = critical_init_(net, q_star=1.0, generator=3)
     w_in = net[0].weight
     assert torch.allclose(w_in.T @ w_in, r.sigma_w2 * 32 / 8 * torch.eye(8, dtype=torch.float64), atol=1e-12)
     assert (w_in**2).sum(1).mean().item() == pytest.approx(r.sigma_w2, rel=1e-12)
-    assert r.width == 32 and [layer.role for layer in r.layers] == ["input", "hidden"]
+    assert r.width == 32 and [layer.role for layer in r.layers] == ["stem", "input"] and r.depth == 1
+    assert r.layers[0].activation == "tanh" and r.body_span == ("2", "3")
 
     # biases ~ N(0, sigma_b2): pooled over a wide layer
     wide = mlp(40, 200, "tanh", d_in=1)
@@ -204,19 +206,24 @@ def test_input_q_puts_the_first_critical_layer_at_q_star_through_the_stem():
         assert report.input_q == pytest.approx((0.3 - report.sigma_b2) / report.sigma_w2, rel=1e-12)
 
 
-def test_the_prediction_describes_the_named_critical_stack():
+def test_the_prediction_describes_the_named_body():
     depth, width, seeds = 32, 64, 6
     var = []
     for seed in range(seeds):
         model = mlp(depth, width, "erf", d_in=20, d_out=5, dtype=torch.float64)
         report = critical_init_(model, generator=seed)
         names = [n for n, _ in model.named_children()]
-        body = model[names.index(report.stack[0]) : names.index(report.stack[1]) + 1]
-        assert len(body) == 2 * depth
+        sliced = model[names.index(report.body_span[0]) : names.index(report.body_span[1]) + 1]
+        assert len(sliced) == 2 * depth
+        body = report.body(model)  # the same sub-map, computed from the traced graph
         x = _input_at_q_star(report, width, 80 + seed)
+        assert torch.allclose(body(x), sliced(x), rtol=0, atol=0)
+        x_model = torch.randn(3, 20, dtype=torch.float64)
+        assert torch.allclose(report.body_input(model, x_model), model[0](x_model))
         var.append(_jjt_eigenvalues(body, x).var())
     se = np.std(var, ddof=1) / math.sqrt(seeds)
     assert abs(np.mean(var) - report.predicted_variance) < 4 * se + 0.03
+    assert "'1' (Linear)" in report.body_description and str(2 * depth) in report.body_description
 
 
 def test_gaussian_weights_have_the_mean_field_variance():
@@ -326,16 +333,22 @@ def test_conv_net_is_initialised_critically():
         nn.Flatten(), nn.Linear(16 * 4, 10),
     )
     report = critical_init_(net, generator=0)
-    assert report.depth == 2 and [layer.method for layer in report.layers] == [
-        "delta-orthogonal", "delta-orthogonal", "orthogonal"]
+    # the 3 -> 16 input layer is a stem: orthogonal over its whole fan-in (3 x 3 x 3), rows of squared norm sigma_w2
+    assert report.depth == 1 and [layer.method for layer in report.layers] == [
+        "orthogonal", "delta-orthogonal", "orthogonal"]
+    assert [layer.role for layer in report.layers] == ["stem", "input", "readout"]
+    w0 = net[0].weight.reshape(16, 27)
+    assert torch.allclose(w0 @ w0.T, report.sigma_w2 * torch.eye(16), atol=1e-5)
     w = net[2].weight[:, :, 1, 1]
     assert torch.allclose(w @ w.T, report.sigma_w2 * torch.eye(16), atol=1e-5)
     assert net(torch.randn(2, 3, 2, 2)).shape == (2, 10)
     gauss = nn.Sequential(nn.Conv2d(64, 64, 3), nn.Tanh())
     r = critical_init_(gauss, q_star=1.0, weights="gaussian", generator=0)
     assert gauss[0].weight.var().item() == pytest.approx(r.sigma_w2 / (64 * 9), rel=0.03)  # 36864 draws
-    strided = nn.Sequential(nn.Conv1d(2, 4, 3, stride=2), nn.Tanh())
+    strided = nn.Sequential(nn.Conv1d(4, 4, 3, stride=2), nn.Tanh())
     assert "stride" in critical_init_(strided, generator=0).layers[0].note
+    widening = critical_init_(nn.Sequential(nn.Conv1d(2, 4, 3), nn.Tanh()), generator=0)  # no layer keeps its width
+    assert widening.width is None and not widening.reliable and "change width" in " ".join(widening.notes)
 
 
 # ------------------------------------------------------------------ refusals
@@ -372,8 +385,9 @@ def test_general_modules_and_activation_override():
         def forward(self, x):
             return self.out(torch.tanh(self.b(torch.tanh(self.a(x)))))
 
-    with pytest.raises(ValueError, match="activation='tanh'"):
-        critical_init_(Functional())
+    r = critical_init_(Functional(), generator=0)  # torch.tanh in forward is found in the traced graph
+    assert r.depth == 2 and [layer.name for layer in r.layers] == ["a", "b", "out"] and r.activation == "tanh"
+    assert r.body_span == ("a", "tanh_1") and [layer.role for layer in r.layers] == ["input", "hidden", "readout"]
     r = critical_init_(Functional(), activation="tanh", generator=0)
     assert r.depth == 2 and [layer.name for layer in r.layers] == ["a", "b", "out"]
 
@@ -383,6 +397,11 @@ def test_general_modules_and_activation_override():
             self.body = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), iso_erf()) for _ in range(3)])
             self.drop = nn.Dropout(0.1)
             self.head = nn.Linear(4, 1)
+
+        def forward(self, x):
+            for block in self.body:
+                x = block(x)
+            return self.head(self.drop(x))
 
     from isometry.torch import Erf as iso_erf
 
@@ -467,7 +486,7 @@ def test_report_is_readable_serialisable_and_frozen():
     assert ISOMETRY_RULE in text
     d = report.to_dict()
     json.dumps(d, allow_nan=False)
-    assert d["q_star"] == report.q_star and len(d["layers"]) == 31 and d["stack"] == ["0", "59"]
+    assert d["q_star"] == report.q_star and len(d["layers"]) == 31 and d["body_span"] == ["0", "59"]
     assert d["layers"][0]["method"] == "orthogonal" and d["weights"] == "orthogonal" and d["width"] == 8
     with pytest.raises(Exception):
         report.q_star = 1.0
@@ -524,10 +543,10 @@ def test_cli_init_report(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "depth L = 200" in out and "isometric: yes" in out and "10x1000" in out
     assert main(["init-report", "tanh", "--depth", "5", "--width", "64", "--d-in", "784", "--json",
-                 "--plot", str(tmp_path / "r.png")]) == 0
+                 "--out", str(tmp_path / "r.png")]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["depth"] == 5 and d["layers"][0]["role"] == "stem" and d["layers"][0]["shape"] == [64, 784]
-    assert d["stack"] == ["1", "10"] and (tmp_path / "r.png").stat().st_size > 1000
+    assert d["body_span"] == ["1", "10"] and (tmp_path / "r.png").stat().st_size > 1000
     assert main(["init-report", "erf", "--depth", "40", "--width", "64", "--sigma0-2", "0.5", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["predicted_variance"] == pytest.approx(0.5, rel=1e-9) and d["depth"] == 40
@@ -583,7 +602,7 @@ def _unchanged(model, before):
 @pytest.mark.parametrize("late, match", [
     ("lazy", "lazy module"), ("batchnorm", "BatchNorm1d"), ("mixed", "mixed activations"),
     ("unknown", "Softsign.*not a recognised activation"), ("parametrised", "no weight parameter of its own"),
-    ("int-bias", "dtype torch.int64"), ("tied", "tied parameters"),
+    ("int-bias", "dtype torch.int64"), ("knob-twice", "applied in two calibrated blocks"),
 ])
 def test_a_late_unsupported_layer_leaves_every_parameter_bit_identical(late, match):
     torch.manual_seed(0)
@@ -602,14 +621,13 @@ def test_a_late_unsupported_layer_leaves_every_parameter_bit_identical(late, mat
         last = nn.Linear(8, 4)
         last.bias = nn.Parameter(torch.zeros(4, dtype=torch.int64), requires_grad=False)
         tail = [nn.Tanh(), last]
-    else:  # tied: the last layer shares the first layer's weight
-        last = nn.Linear(8, 8)
-        last.weight = body[0].weight
-        tail = [nn.Tanh(), last]
+    else:  # one normalisation in two calibrated blocks: scaling it for one would change the other
+        norm = nn.LayerNorm(8)
+        tail = [norm, nn.Tanh(), nn.Linear(8, 8), norm, nn.Tanh()]
     model = nn.Sequential(*body, *tail)
     before = _snapshot(model)
     with pytest.raises(ValueError, match=match):
-        critical_init_(model, generator=0)
+        critical_init_(model, generator=0, example_input=torch.randn(4, 8) if late == "knob-twice" else None)
     assert _unchanged(model, before)
 
 
@@ -634,17 +652,23 @@ def test_refusals_after_the_walk_leave_the_model_unchanged(monkeypatch):
     assert _unchanged(model, before)
 
 
-def test_shared_modules_are_counted_where_they_are_used_or_refused():
+def test_shared_modules_are_counted_where_they_are_used():
     act = nn.Tanh()  # one activation instance used after every layer: each use counts
     net = nn.Sequential(nn.Linear(8, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 8), act)
     r = critical_init_(net, generator=0)
     assert r.depth == 3 and [layer.role for layer in r.layers] == ["input", "hidden", "hidden"]
     lin = nn.Linear(8, 8)  # one affine layer registered twice: applied twice with the same weights
     shared = nn.Sequential(lin, nn.Tanh(), lin, nn.Tanh())
-    before = _snapshot(shared)
-    with pytest.raises(ValueError, match="registered again"):
-        critical_init_(shared, generator=0)
-    assert _unchanged(shared, before)
+    r = critical_init_(shared, generator=0)
+    assert r.depth == 2 and len(r.layers) == 2 and "application 2" in r.layers[1].note
+    assert any("applied 2 times" in note for note in r.notes)
+    w = lin.weight.detach()
+    assert torch.allclose(w @ w.T, r.sigma_w2 * torch.eye(8), atol=1e-5)  # filled once, critically
+    # tied weights in two modules: filled once, said so
+    a, b = nn.Linear(8, 8), nn.Linear(8, 8)
+    b.weight = a.weight
+    r = critical_init_(nn.Sequential(a, nn.Tanh(), b, nn.Tanh()), generator=0)
+    assert r.depth == 2 and "tied to 0.weight" in r.layers[1].note and any("tied" in n for n in r.notes)
 
 
 # ------------------------------------------------------------------ fuzzing the public API

@@ -103,6 +103,12 @@ def test_bad_input():
         jacobian_eigenvalues(net, x, dtype=torch.int32)
     with pytest.raises(TypeError, match="model"):
         jacobian_eigenvalues(3, x)
+    with pytest.raises(TypeError, match="dtype"):  # compared by identity: an array is not a dtype
+        jacobian_eigenvalues(net, x, dtype=np.array([]))
+    with pytest.raises(TypeError, match="boolean"):
+        jacobian_eigenvalues(net, True)
+    with pytest.raises(ValueError, match=r"model\(x\) failed for x of shape \(6,\) and dtype torch.float32"):
+        jacobian_eigenvalues(net, x.float())  # a float64 model fed float32
     # the theory law keeps the name jacobian_spectrum; the torch function that returns eigenvalues does not
     assert not hasattr(isometry.torch, "jacobian_spectrum") and hasattr(isometry, "jacobian_spectrum")
 
@@ -125,3 +131,17 @@ def test_a_jacobian_that_cannot_fit_is_refused_before_it_is_formed(monkeypatch):
         jacobian_eigenvalues(net, torch.zeros(200, dtype=torch.float64))
     with pytest.raises(ValueError, match="top_singular_values"):
         jacobian(net, torch.zeros(200, dtype=torch.float64))
+
+
+def test_smallest_singular_values_of_an_ill_conditioned_jacobian_are_exact():
+    """A critical 16-layer tanh MLP at q* = 0.5 has cond(J) ~ 1e8: the iterative shift-invert route
+    returned 0.0 after minutes; up to EXACT_SMALLEST_DIM the formed J gives the exact values."""
+    from isometry.torch import critical_init_, mlp
+
+    net = mlp(16, 128, "tanh")
+    critical_init_(net, q_star=0.5, generator=0)
+    x = torch.randn(1, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.5**0.5
+    s = top_singular_values(net, x, k=3, which="smallest", dtype=torch.float64)
+    exact = np.sqrt(jacobian_eigenvalues(net, x, dtype=torch.float64)[:3])
+    assert exact[0] < 1e-6 * exact[-1] or exact[0] < 1e-4  # the situation: a tiny smallest singular value
+    np.testing.assert_allclose(s, exact, rtol=1e-6)

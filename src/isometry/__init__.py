@@ -85,3 +85,9 @@ __all__ = [
     "dks_transform",
     "tat_transform",
 ]
+
+from .residual import ResidualMeanField, residual_branch_scale, residual_eigenvalues, residual_mean_field  # noqa: E402
+from .spectrum import ResidualSpectrum, residual_spectrum  # noqa: E402
+
+__all__ += ["ResidualMeanField", "ResidualSpectrum", "residual_branch_scale", "residual_eigenvalues",
+            "residual_mean_field", "residual_spectrum"]

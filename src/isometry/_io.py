@@ -6,7 +6,10 @@ flushed and fsynced, given the mode a plain ``open(path, "w")`` would give it (0
 process umask), renamed over the target, and the directory is fsynced. A reader, or a resumed run,
 therefore sees either the old file or the complete new one, never a partial file under the final
 name; on failure (a full disk, an exception in the writer) the temporary file is removed and the
-error names the target.
+error names the target. Temporary files are named ``.<name>.<host>-<pid>.<random>.tmp<suffix>``
+(hidden, never mistaken for finished work); one left by a writer that was killed (``kill -9``,
+a power cut) is removed by the next write into that directory from the same host, once its
+process is gone.
 
 :func:`to_jsonable` is the one JSON cleaner: NumPy scalars and arrays become Python numbers and
 lists (NaN and infinities inside arrays included), and every non-finite float becomes ``None``
@@ -18,18 +21,34 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "to_jsonable", "file_mode"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "to_jsonable", "file_mode",
+           "remove_stale_temporaries"]
+
+
+def _umask() -> int:
+    """The process umask: read from /proc on Linux (setting it, the portable way to read it, briefly
+    changes it for every thread of the process)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def file_mode() -> int:
     """The mode ``open(path, "w")`` would create a file with: 0o666 minus the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_umask()
 
 
 def _fsync_dir(d: str) -> None:
@@ -45,6 +64,42 @@ def _fsync_dir(d: str) -> None:
         os.close(fd)
 
 
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname() or "host")[:32]
+_TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[^.]*)?$")
+_swept: set[str] = set()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or cannot tell: keep its file
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[str]:
+    """Remove the temporary files that writers on this host left in ``directory`` when they were killed
+    (their process is gone); returns the names removed. Called once per directory by :func:`atomic_write`."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TEMP.match(name)
+        if m and m.group("host") == _HOST and not _alive(int(m.group("pid"))):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:  # pragma: no cover  (removed meanwhile, or not ours to remove)
+                pass
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any] | Callable[[str], Any], *,
                  to_path: bool = False) -> str:
     """Write ``path`` atomically with ``write``.
@@ -58,7 +113,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any] | Ca
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{os.path.splitext(base)[1]}", dir=d)
+    if d not in _swept:
+        _swept.add(d)
+        remove_stale_temporaries(d)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.{_HOST}-{os.getpid()}.", suffix=f".tmp{os.path.splitext(base)[1]}",
+                               dir=d)
     try:
         try:
             if to_path:

@@ -24,11 +24,14 @@ The paper's erf convention is phi(h) = erf(sqrt(pi) h / 2) so that phi'(0) = 1.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 from scipy import special
+
+from ._checks import check_real
 
 __all__ = ["Activation", "get_activation", "ACTIVATIONS", "complex_step_derivative"]
 
@@ -136,9 +139,7 @@ def _linear() -> Activation:
 
 
 def _leaky_relu(alpha: float = 0.01) -> Activation:
-    a = float(alpha)
-    if not (np.isfinite(a) and 0.0 <= a < 1.0):
-        raise ValueError(f"leaky_relu alpha must be in [0, 1), got {alpha!r}")
+    a = check_real("leaky_relu alpha", alpha, lo=0.0, hi=1.0, hi_open=True)
     name = "relu" if a == 0.0 else "leaky_relu"
     return Activation(
         name,
@@ -264,9 +265,7 @@ def _gelu() -> Activation:
 
 
 def _elu(alpha: float = 1.0, scale: float = 1.0, name: str = "elu", torch_module=None) -> Activation:
-    a = float(alpha)
-    if not (np.isfinite(a) and a > 0):
-        raise ValueError(f"elu alpha must be > 0, got {alpha!r}")
+    a = check_real(f"{name} alpha", alpha, lo=0.0, lo_open=True)
 
     def phi(h):
         h = np.asarray(h, float)
@@ -482,9 +481,10 @@ def get_activation(
         if key not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; valid names: {', '.join(ACTIVATIONS)}")
         try:
-            return ACTIVATIONS[key](**params)
+            inspect.signature(ACTIVATIONS[key]).bind(**params)
         except TypeError:
             raise ValueError(f"activation {key!r} does not take parameters {sorted(params)}") from None
+        return ACTIVATIONS[key](**params)
     if callable(activation):
         label = str(name if name is not None else getattr(activation, "__name__", "custom"))
         if params:

@@ -27,6 +27,7 @@ _BASE_BREAKS = tuple(
     sorted({0.0, *(2.0**k for k in range(-12, 1)), 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, Z_MAX})
 )
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+_CHUNK_NODES = 2**20  # integrand values per vectorised evaluation (8 MiB per temporary)
 
 
 @lru_cache(maxsize=16)
@@ -88,8 +89,14 @@ def expect(f: Callable[[np.ndarray], np.ndarray], q, kinks: Sequence[float] = ()
     off_zero = [k for k in kinks if k != 0.0]
     if not off_zero:
         z, w = gauss_nodes(order=order)
-        h = np.sqrt(q)[..., None] * z
-        return np.asarray(f(h)) @ w if h.ndim > 1 else np.dot(f(h), w)
+        if q.ndim == 0:
+            return np.dot(f(np.sqrt(q) * z), w)
+        out = np.empty(q.shape)
+        flat, o = q.ravel(), out.reshape(-1)
+        step = max(1, _CHUNK_NODES // z.size)  # q values per evaluation: bounded temporary memory
+        for i in range(0, flat.size, step):
+            o[i:i + step] = np.asarray(f(np.sqrt(flat[i:i + step])[:, None] * z)) @ w
+        return out
     out = np.empty(q.shape)
     for idx in np.ndindex(q.shape):
         qi = float(q[idx])

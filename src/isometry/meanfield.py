@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
 import numpy as np
 
+from ._checks import check_fits, check_int, check_nonnegative, check_positive, nonnegative_array, real_array
 from .activations import Activation, get_activation
-from .gaussian import expect, gauss_nodes
+from .gaussian import _CHUNK_NODES, expect, gauss_nodes
 
 __all__ = [
     "e_phi2",
@@ -51,54 +51,25 @@ _CHAOS_EPS = 1e-12  # chi <= 1 + this counts as ordered/critical (c* = 1)
 
 
 # ------------------------------------------------------------------------ input checks
-def _number(value, name: str) -> float:
-    """``value`` as a float; booleans, strings and other non-numbers raise ``TypeError``."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
-        return float(value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
-def _positive_number(value, name: str) -> float:
-    """``value`` as a finite float > 0, else ``TypeError``/``ValueError`` naming ``name``."""
-    v = _number(value, name)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return v
-
-
-def _real_array(v, name: str) -> np.ndarray:
-    """``v`` as a float64 array; booleans, complex values and non-numbers raise ``TypeError``."""
-    arr = np.asarray(v)
-    if arr.dtype == bool or arr.dtype.kind in "cOSUV" and not _all_real(arr):
-        raise TypeError(f"{name} must be real numbers, got {v!r}")
-    try:
-        return np.asarray(arr, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be real numbers, got {v!r}") from None
-
-
-def _all_real(arr: np.ndarray) -> bool:
-    return arr.dtype.kind == "O" and all(
-        isinstance(x, (Real, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)) for x in arr.ravel())
-
-
 def _check_q(q, name: str = "q") -> np.ndarray:
-    q = _real_array(q, name)
-    if not np.all(np.isfinite(q)) or np.any(q < 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {q if q.size < 8 else '<array>'}")
-    return q
+    return nonnegative_array(name, q)
 
 
 def _check_var(v, name: str, positive: bool = False) -> np.ndarray:
-    v = _real_array(v, name)
-    bad = ~np.isfinite(v) | ((v <= 0) if positive else (v < 0))
-    if np.any(bad):
-        rng = "> 0" if positive else ">= 0"
-        shown = v if v.size < 8 else v[bad].ravel()[0]
-        raise ValueError(f"{name} must be finite and {rng}, got {shown}")
-    return v
+    return nonnegative_array(name, v, positive=positive)
+
+
+# Peak memory of the vectorised solvers: about 48 doubles per point (tracemalloc, q_star of tanh on
+# 1e5 points) plus the chunked quadrature's temporaries and, for phase diagrams, the tabulated E[phi^2].
+_BYTES_PER_POINT = 48 * 8
+_FIXED_BYTES = 64 * 2**20
+_TABLE_BYTES = 256 * 2**20
+
+
+def _check_points_fit(n_points: int, what: str, extra: int = 0) -> None:
+    """Refuse (``ValueError``) a vectorised request over ``n_points`` points that cannot fit in memory."""
+    check_fits(n_points * _BYTES_PER_POINT + _FIXED_BYTES + extra, f"{what} on {n_points} points",
+               "use fewer points")
 
 
 # ------------------------------------------------------------------------ Gaussian expectations
@@ -145,8 +116,15 @@ def _de_phi2_dq(a: Activation, q: np.ndarray) -> np.ndarray:
         d = (a.e_phi2(qs + eps) - a.e_phi2(np.maximum(qs - eps, 0.0))) / (qs + eps - np.maximum(qs - eps, 0.0))
     else:
         z, w = gauss_nodes()
-        h = np.sqrt(qs)[..., None] * z
-        d = (np.square(a.phi(h)) * (z * z - 1.0)) @ w / (2.0 * qs)
+        wz = (z * z - 1.0) * w
+        if qs.ndim == 0:
+            d = np.square(a.phi(np.sqrt(qs) * z)) @ wz / (2.0 * qs)
+        else:
+            d = np.empty(qs.shape)
+            flat, o = qs.ravel(), d.reshape(-1)
+            step = max(1, _CHUNK_NODES // z.size)  # bounded temporary memory
+            for i in range(0, flat.size, step):
+                o[i:i + step] = np.square(a.phi(np.sqrt(flat[i:i + step])[:, None] * z)) @ wz / (2.0 * flat[i:i + step])
     # at q = 0 use phi'(0)^2 + phi(0) phi''(0) ~ phi'(0)^2 for phi(0) = 0
     d0 = np.square(a.dphi(np.array(0.0)))
     return _finite(a, q, np.where(q > 0, d, d0), "d E[phi(h)^2] / dq")
@@ -171,8 +149,23 @@ def _linear_growth(a: Activation) -> float | None:
 
 
 def _q_star_array(a: Activation, sw: np.ndarray, sb: np.ndarray, q0, diverged: str = "raise") -> np.ndarray:
-    """q* on broadcast arrays; where q diverges: raise (``diverged="raise"``) or inf (``"inf"``)."""
-    sw, sb = np.broadcast_arrays(sw, sb)
+    """q* on broadcast arrays; where q diverges: raise (``diverged="raise"``) or inf (``"inf"``).
+
+    Huge variances overflow to inf inside the iteration: such points diverge (no warnings)."""
+    given = [("sigma_w2", sw), ("sigma_b2", sb)] + ([("q0", q0)] if q0 is not None else [])
+    try:
+        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for _, v in given))
+    except ValueError:
+        shapes = ", ".join(f"{k} of shape {np.shape(v)}" for k, v in given)
+        raise ValueError(f"{shapes} do not broadcast together") from None
+    sw, sb = arrays[0], arrays[1]
+    q0 = arrays[2] if q0 is not None else None
+    _check_points_fit(sw.size, "q*")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _q_star_solve(a, sw, sb, q0, diverged)
+
+
+def _q_star_solve(a: Activation, sw: np.ndarray, sb: np.ndarray, q0, diverged: str) -> np.ndarray:
     c = _linear_growth(a)
     if c is not None:  # Q(q) = sw c q + sb exactly
         slope = sw * c
@@ -283,11 +276,7 @@ def mu(activation, q, k: int = 1) -> np.ndarray:
     """
     a = get_activation(activation)
     q = _check_q(q)
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (Real, np.integer)):
-        raise TypeError(f"k must be a non-negative integer, got {k!r}")
-    if int(k) != k or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    k = int(k)
+    k = check_int("k", k, 0, integral_float=True)
     if k == 0:
         return np.ones_like(q)[()]
     what = f"mu_{k} = E[phi'(h)^{2 * k}]"
@@ -349,7 +338,7 @@ def critical_point(activation, q_star: float) -> CriticalPoint:
     2.0
     """
     a = get_activation(activation)
-    qv = _positive_number(q_star, "q_star")
+    qv = check_positive("q_star", q_star)
     sw, sb, m1, m2 = (float(x) for x in _critical_arrays(a, np.array(qv)))
     if not (np.isfinite(sw) and m1 > 0):
         raise ValueError(f"{a.name}: mu_1(q*={qv:g}) = {m1:g}; no finite sigma_w2 makes chi = 1 (try a smaller q_star)")
@@ -361,7 +350,11 @@ def critical_point(activation, q_star: float) -> CriticalPoint:
     return CriticalPoint(sw, sb, qv, m1, m2)
 
 
-def _valid_q_star_hint(a: Activation, lo: float = 1e-8, hi: float = 1e6) -> str:
+Q_STAR_SCAN = (1e-12, 1e6)
+"""The q* range every scan of the critical line covers (hints here, q_star_for_variance, the initialiser)."""
+
+
+def _valid_q_star_hint(a: Activation, lo: float = Q_STAR_SCAN[0], hi: float = Q_STAR_SCAN[1]) -> str:
     """Where on [lo, hi] the critical line has sigma_b2 >= 0, in words (edges refined by Brent)."""
     from scipy.optimize import brentq
 
@@ -422,9 +415,8 @@ def critical_line(activation, q_stars) -> CriticalLine:
     [1.60337, 2.03509]
     """
     a = get_activation(activation)
-    qs = _real_array(q_stars, "q_stars")
-    if not np.all(np.isfinite(qs)) or np.any(qs <= 0):
-        raise ValueError("q_stars must be finite and > 0")
+    qs = nonnegative_array("q_stars", q_stars, positive=True)
+    _check_points_fit(qs.size, "critical_line")
     sw, sb, m1, m2 = _critical_arrays(a, qs)
     bad = (sb < 0) | ~np.isfinite(sw)
     nan = np.where(bad, np.nan, 1.0)
@@ -552,6 +544,7 @@ def phase_diagram(activation, sigma_w2_grid, sigma_b2_grid) -> PhaseDiagram:
     sb = _check_var(sigma_b2_grid, "sigma_b2_grid").ravel()
     if sw.size == 0 or sb.size == 0:
         raise ValueError("sigma_w2_grid and sigma_b2_grid must not be empty")
+    _check_points_fit(sw.size * sb.size, f"phase_diagram ({sb.size} x {sw.size} grid)", _TABLE_BYTES)
     SW, SB = np.meshgrid(sw, sb)
     if SW.size > 256 and _linear_growth(a) is None and not a.kinks:
         q, mu1 = _q_star_tabulated(a, SW, SB)
@@ -589,8 +582,8 @@ def _c_map_at(a: Activation, c, sw: float, sb: float, q: float) -> np.ndarray:
 
 
 def _fixed_point_params(a: Activation, sigma_w2, sigma_b2, q0) -> tuple[float, float, float]:
-    sw = float(_check_var(_number(sigma_w2, "sigma_w2"), "sigma_w2"))
-    sb = float(_check_var(_number(sigma_b2, "sigma_b2"), "sigma_b2"))
+    sw = check_nonnegative("sigma_w2", sigma_w2)
+    sb = check_nonnegative("sigma_b2", sigma_b2)
     q = float(q_star(a, sw, sb, q0))
     if q <= 0:
         raise ValueError("q* = 0 (ordered phase with sigma_b2 = 0): correlations are undefined")
@@ -607,7 +600,7 @@ def c_map(activation, c, sigma_w2, sigma_b2, q0=None) -> np.ndarray:
     0.318309886184
     """
     a = get_activation(activation)
-    c = _real_array(c, "c")
+    c = real_array("c", c)
     if np.any(np.abs(c) > 1) or not np.all(np.isfinite(c)):
         raise ValueError("c must lie in [-1, 1]")
     sw, sb, q = _fixed_point_params(a, sigma_w2, sigma_b2, q0)
@@ -716,14 +709,10 @@ def network_parameters(activation, *, q_star: float | None = None, sigma_w2: flo
         return cp.sigma_w2, cp.sigma_b2, cp.q_star
     if sigma_w2 is None or sigma_b2 is None:
         raise ValueError("give q_star (the critical point) or both sigma_w2 and sigma_b2")
-    sw = _positive_number(sigma_w2, "sigma_w2")
-    sb = _number(sigma_b2, "sigma_b2")
-    if not (math.isfinite(sb) and sb >= 0):
-        raise ValueError(f"sigma_b2 must be finite and >= 0, got {sigma_b2!r}")
+    sw = check_positive("sigma_w2", sigma_w2)
+    sb = check_nonnegative("sigma_b2", sigma_b2)
     if q0 is None and a.homogeneous:
         q0 = 1.0
     elif q0 is not None:
-        q0 = _number(q0, "q0")
-        if not (math.isfinite(q0) and q0 >= 0):
-            raise ValueError(f"q0 must be finite and >= 0, got {q0!r}")
+        q0 = check_nonnegative("q0", q0)
     return sw, sb, float(_q_star_solver(a, sw, sb, q0))

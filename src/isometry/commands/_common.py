@@ -1,11 +1,19 @@
-"""Shared argument helpers for the subcommands."""
+"""Shared argument helpers for the subcommands.
+
+Conventions of every verb: the activation positional is ``ACTIVATION``; the one output flag is
+``-o/--out PATH`` (a figure or an array file here; a directory for train, sweep and reproduce);
+``--json`` prints only JSON on stdout, status lines (``wrote FILE``) then go to stderr;
+``--no-progress`` turns progress bars off (they are drawn on stderr, and only on a terminal).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-from typing import Any
+import os
+import sys
+from typing import Any, TextIO
 
 
 def positive_float(name: str):
@@ -50,8 +58,43 @@ def positive_int(name: str):
 def add_activation_args(p: argparse.ArgumentParser) -> None:
     from ..activations import ACTIVATIONS
 
-    p.add_argument("activation", metavar="ACT", help=f"activation: one of {', '.join(ACTIVATIONS)}")
-    p.add_argument("--alpha", type=float, default=None, help="negative slope of leaky_relu / alpha of elu")
+    p.add_argument("activation", metavar="ACTIVATION", help=f"activation: one of {', '.join(ACTIVATIONS)}")
+    p.add_argument("--alpha", type=float, metavar="A", default=None, help="negative slope of leaky_relu / alpha of elu")
+
+
+def add_out_arg(p: argparse.ArgumentParser, text: str, default: str | None = None) -> None:
+    """The output flag of a verb that writes one file: ``-o/--out PATH`` (``args.out``)."""
+    p.add_argument("-o", "--out", default=default, metavar="PATH", help=text)
+
+
+def out_dir(text: str) -> str:
+    """argparse type of a directory output (``-o/--out DIR``): a non-empty path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an output directory must be a non-empty path")
+    return text
+
+
+def add_json_arg(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    """``--json``: only JSON on stdout (status lines go to stderr)."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout (status lines go to stderr)")
+
+
+def status_stream(args: argparse.Namespace) -> TextIO:
+    """Where status lines go: stderr under ``--json`` (stdout holds only the JSON), else stdout."""
+    return sys.stderr if getattr(args, "json", False) else sys.stdout
+
+
+def check_output_path(path: str | None, flag: str) -> None:
+    """Refuse (``ValueError``) an output file that cannot be written, before any work is done."""
+    if path is None:
+        return
+    if path == "" or os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a directory, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the writer creates missing folders: check the first existing one
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: cannot write in {parent} (permission denied)")
 
 
 def resolve_activation(args: argparse.Namespace):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ._common import add_activation_args, positive_float, print_json, resolve_activation
+from ._common import add_activation_args, add_json_arg, positive_float, print_json, resolve_activation
 
 
 def register(sub) -> None:
     p = sub.add_parser("critical", help="critical point (chi = 1) of an activation at a given q*")
     add_activation_args(p)
-    p.add_argument("--q-star", type=positive_float("--q-star"), required=True, help="fixed point q* > 0")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--q-star", type=positive_float("--q-star"), metavar="Q", required=True, help="fixed point q* > 0")
+    add_json_arg(p, "the critical point (sigma_w2, sigma_b2, mu1, mu2, chi)")
     p.set_defaults(func=run)
 
 

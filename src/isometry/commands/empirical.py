@@ -1,6 +1,10 @@
-"""`isometry empirical ACT --depth L --width N (--q-star Q | --sigma-w2 A --sigma-b2 B) [--weights W]
-[--samples K] [--seed S] [--stable] [--compare] [-o plot.png] [--log] [--save eig.npy] [--json]`:
+"""`isometry empirical ACTIVATION --depth L --width N (--q-star Q | --sigma-w2 A --sigma-b2 B) [--weights W]
+[--samples K] [--seed S] [--stable] [--compare] [-o PATH] [--log] [--save PATH] [--json]`:
 the measured spectrum of J J^T for random networks, optionally against the theory.
+
+``-o/--out PATH`` writes the figure (a histogram, with the theory under ``--compare``; atoms are
+markers with their masses); the title names the configuration (activation, depth, width, weight
+law, q*, number of networks).
 
 ``--save PATH`` writes the eigenvalues (an array of shape (networks, N), NumPy ``.npy`` format)
 to exactly PATH, atomically: on a failure (a full disk) nothing is left under PATH and the error
@@ -10,11 +14,12 @@ anything is computed, with the memory they would need.
 
 from __future__ import annotations
 
-import os
+import sys
 
 import numpy as np
 
-from ._common import add_activation_args, nonneg_float, positive_float, positive_int, print_json, resolve_activation
+from ._common import (add_activation_args, add_json_arg, add_out_arg, check_output_path, nonneg_float, positive_float,
+                      positive_int, print_json, resolve_activation)
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
@@ -22,40 +27,35 @@ QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 def register(sub) -> None:
     p = sub.add_parser("empirical", help="eigenvalues of J J^T of random networks (optionally vs theory)")
     add_activation_args(p)
-    p.add_argument("--depth", "-L", type=positive_int("--depth"), required=True, help="number of layers L")
-    p.add_argument("--width", "-N", type=positive_int("--width"), required=True, help="width N")
-    p.add_argument("--q-star", type=positive_float("--q-star"), default=None,
+    p.add_argument("--depth", "-L", type=positive_int("--depth"), metavar="L", required=True,
+                   help="number of critical layers L (factors D W of the Jacobian)")
+    p.add_argument("--width", "-N", type=positive_int("--width"), metavar="N", required=True, help="width N")
+    p.add_argument("--q-star", type=positive_float("--q-star"), metavar="Q", default=None,
                    help="the critical point (chi = 1) with this fixed point q*")
-    p.add_argument("--sigma-w2", type=positive_float("--sigma-w2"), default=None, help="weight variance (with --sigma-b2)")
-    p.add_argument("--sigma-b2", type=nonneg_float("--sigma-b2"), default=None, help="bias variance (with --sigma-w2)")
-    p.add_argument("--q0", type=positive_float("--q0"), default=None,
+    p.add_argument("--sigma-w2", type=positive_float("--sigma-w2"), metavar="VAR", default=None,
+                   help="weight variance (with --sigma-b2)")
+    p.add_argument("--sigma-b2", type=nonneg_float("--sigma-b2"), metavar="VAR", default=None,
+                   help="bias variance (with --sigma-w2)")
+    p.add_argument("--q0", type=positive_float("--q0"), metavar="Q0", default=None,
                    help="length of the input pre-activation h^0 ~ N(0, q0) (default: the fixed point q*)")
     p.add_argument("--weights", choices=("orthogonal", "gaussian"), default="orthogonal", help="weight law")
-    p.add_argument("--samples", type=positive_int("--samples"), default=1, help="number of networks")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--samples", type=positive_int("--samples"), metavar="K", default=1, help="number of networks")
+    p.add_argument("--seed", type=int, metavar="S", default=0, help="random seed")
     p.add_argument("--stable", action="store_true", help="QR-accumulated product (resolves tiny eigenvalues)")
-    p.add_argument("--floor", type=nonneg_float("--floor"), default=1e-20, help="eigenvalues below count as 0")
-    p.add_argument("--compare", action="store_true", help="compare with isometry.jacobian_spectrum (KS, quantiles, moments)")
-    p.add_argument("-o", "--output", default=None, help="save a histogram (with the theory when --compare) to this image")
-    p.add_argument("--log", action="store_true", help="log-scale x axis in the plot")
-    p.add_argument("--singular-values", action="store_true", help="plot singular values instead of eigenvalues")
+    p.add_argument("--floor", type=nonneg_float("--floor"), metavar="F", default=1e-20,
+                   help="eigenvalues below count as 0")
+    p.add_argument("--compare", action="store_true",
+                   help="compare with isometry.jacobian_spectrum (KS, quantiles, moments)")
+    add_out_arg(p, "write a histogram figure (with the theory under --compare) to this file (PNG, PDF or SVG by "
+                   "suffix)")
+    p.add_argument("--log", action="store_true", help="log-scale x axis in the figure (log-spaced bins)")
+    p.add_argument("--singular-values", action="store_true",
+                   help="draw the singular values s of J instead of the eigenvalues of J J^T")
     p.add_argument("--save", default=None, metavar="PATH",
                    help="save the eigenvalues (networks x N, NumPy .npy format) to exactly this file")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (drawn on stderr, only on a terminal)")
+    add_json_arg(p, "the measured summary (and the comparison under --compare)")
     p.set_defaults(func=run)
-
-
-def _check_output(path: str | None, flag: str) -> None:
-    """Refuse an output path that cannot be written before any work is done."""
-    if path is None:
-        return
-    if path == "" or os.path.isdir(path):
-        raise ValueError(f"{flag} {path!r} is a directory, not a file")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):  # the writer creates missing folders: check the first existing one
-        parent = os.path.dirname(parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: cannot write in {parent} (permission denied)")
 
 
 def run(args) -> int:
@@ -64,11 +64,12 @@ def run(args) -> int:
     from ..meanfield import network_parameters
 
     act = resolve_activation(args)
-    _check_output(args.save, "--save")
-    _check_output(args.output, "--output")
+    check_output_path(args.save, "--save")
+    check_output_path(args.out, "--out")
     kw = {"q_star": args.q_star, "sigma_w2": args.sigma_w2, "sigma_b2": args.sigma_b2}
     lam = empirical_eigenvalues(act, args.depth, args.width, weights=args.weights, q0=args.q0, n_samples=args.samples,
-                                seed=args.seed, stable=args.stable, **kw).reshape(args.samples, args.width)
+                                seed=args.seed, stable=args.stable, progress=False if args.no_progress else None,
+                                **kw).reshape(args.samples, args.width)
     if args.q_star is not None:
         sw, sb, q = network_parameters(act, q_star=args.q_star)
     else:
@@ -97,20 +98,24 @@ def run(args) -> int:
         theory = jacobian_spectrum(act, args.depth, weights=args.weights, q0=args.q0, **kw)
         cmp = compare(theory, lam, floor=args.floor, seed=args.seed)
         out["comparison"] = cmp.to_dict()
-    if args.output:
+    if args.out:
         from ..plotting import pyplot
         from ..plotting.empirical import plot_eigenvalues
 
         if cmp is not None:
-            fig = cmp.plot(path=args.output, log=args.log, singular_values=args.singular_values,
+            fig = cmp.plot(path=args.out, log=args.log, singular_values=args.singular_values,
                            title=f"{config}\nKS = {cmp.ks:.3f}")
         else:
-            fig = plot_eigenvalues(lam, path=args.output, log=args.log, singular_values=args.singular_values,
+            fig = plot_eigenvalues(lam, path=args.out, log=args.log, singular_values=args.singular_values,
                                    floor=args.floor, title=config)
         pyplot().close(fig)
-        out["plot"] = args.output
+        out["plot"] = args.out
     if args.json:
         print_json(to_jsonable(out))
+        if args.out:
+            print(f"wrote {args.out}", file=sys.stderr)
+        if args.save:
+            print(f"eigenvalues written to {args.save}", file=sys.stderr)
         return 0
     print(f"J J^T of {args.samples} {args.weights} {act.name} network(s), L = {args.depth}, N = {args.width}: "
           f"sigma_w2 = {sw:.6g}, sigma_b2 = {sb:.6g}, q* = {q:.6g}" + (f", q0 = {q0:.6g}" if args.q0 is not None else ""))
@@ -121,6 +126,6 @@ def run(args) -> int:
         print(cmp.table())
     if args.save:
         print(f"eigenvalues written to {args.save}")
-    if args.output:
-        print(f"plot written to {args.output}")
+    if args.out:
+        print(f"wrote {args.out}")
     return 0

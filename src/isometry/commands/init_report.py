@@ -1,17 +1,23 @@
-"""`isometry init-report ACT --depth L --width N [--q-star Q | --sigma0-2 S]`: what critical_init_ would do.
+"""`isometry init-report ACTIVATION --depth L --width N [--mode critical|dks|tat] [--q-star Q | --sigma0-2 S]
+[--zeta Z | --tau T | --eta E] [-o PATH] [--json]`: what critical_init_ would do.
 
 Builds the MLP ``isometry.torch.mlp(L, N, ACT, d_in, d_out)`` on PyTorch's meta device (no
 parameter memory, no random numbers), runs :func:`isometry.torch.critical_init_` on it and
 prints the :class:`~isometry.torch.InitReport`: q*, sigma_w2, sigma_b2, the predicted spectrum
 of J J^T over the L critical layers, whether the network can be isometric (and why not), and
-the per-layer table. The memory and time of the request are estimated first; a request that
+the per-layer table. ``--mode dks`` / ``--mode tat`` report the kernel-shaped initialisation
+instead (the shaped activation, its parameters, the replaced modules and the shaped network's
+predicted spectrum). The memory and time of the request are estimated first; a request that
 would not fit in memory, or would take longer than :data:`MAX_SECONDS`, is refused with what it
 would need.
 """
 
 from __future__ import annotations
 
-from ._common import add_activation_args, positive_float, positive_int, print_json, resolve_activation
+import sys
+
+from ._common import (add_activation_args, add_json_arg, add_out_arg, check_output_path, positive_float, positive_int,
+                      print_json, resolve_activation)
 
 MAX_SECONDS = 300.0
 """The longest report the command builds (estimated up front): a few hundred thousand layers."""
@@ -22,23 +28,34 @@ def register(sub) -> None:
         "init-report",
         help="what critical_init_ would do for an MLP: q*, sigma_w2, sigma_b2, predicted spectrum",
         description="Print the critical initialisation of an MLP with L critical layers of width N and the "
-        "predicted spectrum of the Jacobian of its critical stack (nothing is trained or sampled).",
+        "predicted spectrum of the Jacobian of its body, the square critical stack (nothing is trained or sampled).",
     )
     add_activation_args(p)
-    p.add_argument("--depth", type=positive_int("--depth"), required=True,
+    p.add_argument("--depth", type=positive_int("--depth"), metavar="L", required=True,
                    help="number L of critical (Linear(N, N), activation) layers")
-    p.add_argument("--width", type=positive_int("--width"), required=True, help="width N of the critical layers")
+    p.add_argument("--width", type=positive_int("--width"), metavar="N", required=True,
+                   help="width N of the critical layers")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--q-star", type=positive_float("--q-star"), default=None, help="fixed point q* > 0")
-    g.add_argument("--sigma0-2", type=positive_float("--sigma0-2"), default=None,
+    g.add_argument("--q-star", type=positive_float("--q-star"), metavar="Q", default=None, help="fixed point q* > 0")
+    g.add_argument("--sigma0-2", type=positive_float("--sigma0-2"), metavar="VAR", default=None,
                    help="target variance sigma^2_JJT of the eigenvalues of J J^T (default 0.25)")
+    p.add_argument("--mode", choices=("critical", "dks", "tat"), default="critical",
+                   help="critical orthogonal initialisation, or kernel shaping (DKS, TAT)")
+    p.add_argument("--zeta", type=positive_float("--zeta"), metavar="Z", default=None,
+                   help="--mode dks: target maximal C'_f(1) of the network, > 1 (default 1.5)")
+    p.add_argument("--tau", type=positive_float("--tau"), metavar="T", default=None,
+                   help="--mode tat, smooth units: target maximal C''_f(1) (default 0.3)")
+    p.add_argument("--eta", type=positive_float("--eta"), metavar="E", default=None,
+                   help="--mode tat, (leaky) ReLU: target maximal C_f(0) in (0, 1) (default 0.9)")
     p.add_argument("--weights", choices=("orthogonal", "gaussian"), default="orthogonal", help="weight law")
-    p.add_argument("--d-in", type=positive_int("--d-in"), default=None,
+    p.add_argument("--d-in", type=positive_int("--d-in"), metavar="D", default=None,
                    help="input dimension (default N; another value adds a linear stem Linear(d_in, N))")
-    p.add_argument("--d-out", type=positive_int("--d-out"), default=None, help="readout dimension (default: none)")
+    p.add_argument("--d-out", type=positive_int("--d-out"), metavar="K", default=None,
+                   help="readout dimension (default: none)")
     p.add_argument("--strict", action="store_true", help="exit 2 if the network cannot be isometric")
-    p.add_argument("--plot", metavar="FILE.png", default=None, help="save the predicted singular-value law")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_out_arg(p, "write a figure of the predicted law of the singular values to this file (PNG, PDF or SVG by "
+                   "suffix)")
+    add_json_arg(p, "the report")
     p.set_defaults(func=run)
 
 
@@ -70,18 +87,19 @@ def run(args) -> int:
         raise ValueError(str(exc)) from None
 
     act = resolve_activation(args)
+    check_output_path(args.out, "--out")
     check_request(args.depth, args.width, args.d_in, args.d_out)
     model = mlp(args.depth, args.width, act, d_in=args.d_in, d_out=args.d_out, device="meta")
-    report = critical_init_(model, q_star=args.q_star, sigma0_2=args.sigma0_2, weights=args.weights,
-                            strict=args.strict)
-    if args.plot:
+    report = critical_init_(model, mode=args.mode, q_star=args.q_star, sigma0_2=args.sigma0_2, zeta=args.zeta,
+                            tau=args.tau, eta=args.eta, weights=args.weights, strict=args.strict)
+    if args.out:
         from ..plotting import pyplot
 
-        pyplot().close(report.plot(path=args.plot))
+        pyplot().close(report.plot(path=args.out))
     if args.json:
         print_json(report.to_dict())
     else:
         print(report)
-        if args.plot:
-            print(f"wrote {args.plot}")
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr if args.json else sys.stdout)
     return 0

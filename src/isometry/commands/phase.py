@@ -1,4 +1,7 @@
-"""`isometry phase ACTIVATION [-o FILE.png] [--json]`: the order/chaos phase diagram (paper Fig. 1).
+"""`isometry phase ACTIVATION [-o PATH] [--json]`: the order/chaos phase diagram (paper Fig. 1).
+
+Writes the figure to ``-o/--out PATH`` (default ``phase.png``; with ``--json`` and no ``-o``, no
+figure) and, with ``--json``, prints the critical line inside the grid as JSON.
 
 The default sigma_w2 range follows the activation's valid range: for the positively homogeneous
 units (linear, relu, leaky_relu) q* exists only for sigma_w2 < 1 / E[phi(z)^2] (2 for ReLU),
@@ -8,11 +11,10 @@ phase, the critical point and the start of the region without a fixed point (hat
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from ._common import add_activation_args, positive_int, print_json, resolve_activation
+from ._common import (add_activation_args, add_json_arg, add_out_arg, check_output_path, positive_int, print_json,
+                      resolve_activation, status_stream)
 
 _JSON_Q_STARS = np.geomspace(1e-4, 10.0, 41)  # 8 points per decade
 
@@ -22,16 +24,15 @@ def register(sub) -> None:
                        description="Order/chaos phase diagram (chi = sigma_w2 mu_1(q*)) on a (sigma_w2, sigma_b2) "
                                    "grid, with the critical line chi = 1 coloured by q*.")
     add_activation_args(p)
-    p.add_argument("-o", "--output", default="phase.png", help="figure to write (PNG, PDF or SVG by suffix)")
+    add_out_arg(p, "figure to write, PNG, PDF or SVG by suffix (default: phase.png; with --json, no figure unless "
+                   "-o is given)")
     p.add_argument("--sigma-w2", nargs=2, type=float, default=None, metavar=("MIN", "MAX"),
                    help="weight-variance range (default: 0.5 3; for linear, relu, leaky_relu 1/4 to 5/4 of the "
                         "sigma_w2 where q* diverges, e.g. 0.5 2.5 for relu)")
     p.add_argument("--sigma-b2", nargs=2, type=float, default=None, metavar=("MIN", "MAX"),
                    help="bias-variance range (default: 0 0.25)")
-    p.add_argument("--grid", type=positive_int("--grid"), default=200, help="grid points per axis")
-    p.add_argument("--json", action="store_true",
-                   help="print the critical line inside the grid as JSON (q*, sigma_w2, sigma_b2 per point, "
-                        "q* from 1e-4 to 10); status lines go to stderr")
+    p.add_argument("--grid", type=positive_int("--grid"), metavar="N", default=200, help="grid points per axis")
+    add_json_arg(p, "the critical line inside the grid (q*, sigma_w2, sigma_b2 per point, q* from 1e-4 to 10)")
     p.set_defaults(func=run)
 
 
@@ -58,10 +59,12 @@ def run(args) -> int:
         raise ValueError(f"--sigma-b2 needs 0 <= MIN < MAX, got {blo} {bhi}")
     if args.grid < 2:
         raise ValueError(f"--grid needs at least 2 points per axis, got {args.grid}")
-    pd = phase_diagram(act, np.linspace(lo, hi, args.grid), np.linspace(blo, bhi, args.grid))
-    save_figure(pd.plot(), args.output)
-    status = sys.stderr if args.json else sys.stdout
-    print(f"wrote {args.output}", file=status)
+    out = args.out if args.out is not None or args.json else "phase.png"
+    check_output_path(out, "--out")
+    if out is not None:
+        pd = phase_diagram(act, np.linspace(lo, hi, args.grid), np.linspace(blo, bhi, args.grid))
+        save_figure(pd.plot(), out)
+        print(f"wrote {out}", file=status_stream(args))
     if args.json:
         line = critical_line(act, _JSON_Q_STARS)
         tol = 1e-12 * hi

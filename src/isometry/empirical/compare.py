@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_fits, check_int, check_nonnegative, check_probability, real_array
+
 __all__ = ["Comparison", "compare", "ks_distance", "ks_distance_nonzero"]
 
 DEFAULT_QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
@@ -36,12 +38,6 @@ def _value(obj: Any, name: str, default: Any = None) -> Any:
     if v is None:
         return default
     return v() if callable(v) else v
-
-
-def _real(v, name: str) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__})")
-    return float(v)
 
 
 def _cdf(theory: Any):
@@ -91,7 +87,7 @@ def describe_law(theory: Any) -> str:
 
 
 def _clean(samples, floor: float) -> np.ndarray:
-    x = np.asarray(samples, dtype=float)
+    x = real_array("samples", samples)
     if x.ndim not in (1, 2) or x.size == 0:
         raise ValueError(f"samples must be a non-empty 1-D or 2-D array of eigenvalues, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
@@ -123,11 +119,7 @@ def ks_distance(cdf, samples, floor: float = 1e-20, atoms=(), atom_rtol: float =
         >>> ks_distance(lambda x: np.clip(x, 0, 1), [0.5])   # F_n jumps from 0 to 1 where F = 1/2
         0.5
     """
-    floor, atom_rtol = _real(floor, "floor"), _real(atom_rtol, "atom_rtol")
-    if not (np.isfinite(floor) and floor >= 0):
-        raise ValueError(f"floor must be finite and >= 0, got {floor!r}")
-    if not (np.isfinite(atom_rtol) and atom_rtol >= 0):
-        raise ValueError(f"atom_rtol must be finite and >= 0, got {atom_rtol!r}")
+    floor, atom_rtol = check_nonnegative("floor", floor), check_nonnegative("atom_rtol", atom_rtol)
     locs = [float(loc) for loc, m in atoms if loc > 0 and m > 0]
     x = np.sort(_snap(_clean(samples, floor).ravel(), locs, atom_rtol))
     n = x.size
@@ -313,20 +305,16 @@ def compare(
             c = isometry.compare(isometry.jacobian_spectrum("erf", 8, q_star=0.25), lam.reshape(4, -1))
             print(c.table()); c.plot(log=True, path="erf.png")
     """
-    from .sampling import _generator, _positive_int
+    from .sampling import _generator
 
     cdf = _cdf(theory)
-    floor = _real(floor, "floor")
-    confidence = _real(confidence, "confidence")
-    atom_rtol = _real(atom_rtol, "atom_rtol")
-    if not (math.isfinite(floor) and floor >= 0):
-        raise ValueError(f"floor must be finite and >= 0, got {floor!r}")
-    if not (0 < confidence < 1):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if _positive_int(n_boot, "n_boot") < 10:
-        raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
-    n_boot = int(n_boot)
-    p = np.asarray(quantiles, dtype=float).ravel()
+    floor = check_nonnegative("floor", floor)
+    confidence = check_probability("confidence", confidence, open=True)
+    atom_rtol = check_nonnegative("atom_rtol", atom_rtol)
+    n_boot = check_int("n_boot", n_boot, 10)
+    # the bootstrap keeps n_boot means and variances and draws in chunks of ~2e6 indices
+    check_fits(16 * n_boot + 3 * 8 * 2_000_000, f"compare with n_boot={n_boot}", "use fewer bootstrap resamples")
+    p = real_array("quantiles", quantiles).ravel()
     if p.size == 0 or np.any(~((p > 0) & (p < 1))):
         raise ValueError(f"quantiles must be probabilities in (0, 1), got {quantiles!r}")
     x = _clean(samples, floor)

@@ -30,27 +30,28 @@ tiny singular values are resolved far below eps * s_max (until float64 underflow
 
 Every public function estimates its memory (:func:`memory_estimate`) before it
 allocates anything and refuses, with a ``ValueError`` naming the width and the
-estimate, a request larger than the machine's physical memory (or ``max_memory``).
+estimate, a request larger than the memory available to the process (the least of the system's
+available memory, the container's limit and the address-space rlimit), or ``max_memory``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable
 
 import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
+from .._checks import available_memory, check_bool, check_positive, format_bytes
 from ..activations import Activation, get_activation
 from ..meanfield import network_parameters
+from ..spectrum.core import MAX_DEPTH
 from .sampling import _dtype, _generator, _householder_haar, _positive_int
 
 __all__ = ["empirical_eigenvalues", "jacobian_product", "log_singular_values", "memory_estimate"]
 
 SAMPLED_WEIGHTS = ("orthogonal", "gaussian")
-MAX_DEPTH = 10**9  # as isometry.jacobian_spectrum
 
 # Peak memory in N x N float64 matrices (8 N (N + 1) bytes), measured with tracemalloc at N = 100..400
 # (tests/test_empirical.py checks the estimate against the measured peak).
@@ -69,28 +70,6 @@ def _weights(weights) -> str:
         raise ValueError(f"weights: random networks can be drawn only with {SAMPLED_WEIGHTS[0]!r} or "
                          f"{SAMPLED_WEIGHTS[1]!r} weights, not a custom S-transform ({weights!r})")
     return name
-
-
-def _positive_real(v, name: str) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number > 0, got {v!r} ({type(v).__name__})")
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {v!r}")
-    return float(v)
-
-
-def _format_bytes(b: float) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= size:
-            return f"{b / size:.3g} {unit}"
-    return f"{int(b)} B"
-
-
-def _physical_memory() -> int | None:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
-        return None
 
 
 def memory_estimate(width: int, *, n_samples: int = 1, weights="orthogonal", stable: bool = False) -> int:
@@ -116,23 +95,25 @@ def memory_estimate(width: int, *, n_samples: int = 1, weights="orthogonal", sta
 
 
 def _check_memory(need: int, n: int, n_samples: int, max_memory) -> None:
+    """Refuse a request whose estimated memory exceeds ``max_memory`` bytes (default: the memory
+    available to this process: :func:`isometry._checks.available_memory`)."""
     if max_memory is None:
-        limit, what = _physical_memory(), "the physical memory of this machine"
+        limit, what = available_memory(), "the memory available to this process"
         if limit is None:  # pragma: no cover
             return
     else:
-        limit, what = int(_positive_real(max_memory, "max_memory")), "max_memory"
+        limit, what = int(check_positive("max_memory", max_memory)), "max_memory"
     if need > limit:
         request = f"width={n}" + (f" with n_samples={n_samples}" if n_samples > 1 else "")
-        raise ValueError(f"{request} would need about {_format_bytes(need)} of memory, more than {what} "
-                         f"({_format_bytes(limit)}); use a smaller width" + (" or fewer samples" if n_samples > 1 else ""))
+        raise ValueError(f"{request} would need about {format_bytes(need)} of memory, more than {what} "
+                         f"({format_bytes(limit)}); use a smaller width" + (" or fewer samples" if n_samples > 1 else ""))
 
 
 def _network(a: Activation, q_star, sigma_w2, sigma_b2, q0) -> tuple[float, float, float]:
     """(sigma_w2, sigma_b2, q0) of the network: the critical point (``q_star``) or the given variances,
     and the input length q0 (default: the fixed point q*)."""
     if q0 is not None:
-        q0 = _positive_real(q0, "q0")
+        q0 = check_positive("q0", q0)
     if q_star is not None:
         sw, sb, q = network_parameters(a, q_star=q_star, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     else:
@@ -194,6 +175,7 @@ def _prepare(activation, depth, width, n_samples, weights, dtype, stable, max_me
     n_samples = _positive_int(n_samples, "n_samples")
     w = _weights(weights)
     dt = _dtype(dtype)
+    stable = check_bool("stable", stable)
     if stable and dt != np.float64:
         raise ValueError(f"stable=True needs dtype='float64', got {dtype!r}")
     _check_memory(memory_estimate(n, n_samples=n_samples, weights=w, stable=stable), n, n_samples, max_memory)
@@ -365,7 +347,7 @@ def empirical_eigenvalues(
             eigenvalues below ~1e-14 lambda_max are then lost).
         progress: a tqdm bar over networks on stderr (None: only on a terminal).
         max_memory: refuse (``ValueError``) a request whose :func:`memory_estimate` exceeds
-            this many bytes (default: the machine's physical memory), before allocating.
+            this many bytes (default: the memory available to this process), before allocating.
 
     Returns:
         ``n_samples * width`` eigenvalues, network i in ``[i * width, (i + 1) * width)``.
@@ -378,6 +360,8 @@ def empirical_eigenvalues(
     from tqdm.auto import tqdm
 
     a, depth, n, n_samples, w, dt = _prepare(activation, depth, width, n_samples, weights, dtype, stable, max_memory)
+    if progress is not None:
+        progress = check_bool("progress", progress)
     sw, sb, q_in = _network(a, q_star, sigma_w2, sigma_b2, q0)
     children = _generator(seed).spawn(n_samples)
     out = np.empty(n_samples * n)

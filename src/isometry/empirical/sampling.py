@@ -24,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.linalg import lapack
 
+from .._checks import check_fits, check_int, check_positive
+
 __all__ = ["haar_orthogonal", "gaussian_matrix"]
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -40,12 +42,8 @@ def _dtype(dtype) -> np.dtype:
 
 
 def _positive_int(v, name: str) -> int:
-    """``v`` as an int >= 1: TypeError for booleans and non-numbers, ValueError otherwise."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be an integer >= 1, got {v!r} ({type(v).__name__})")
-    if not (np.isfinite(v) and int(v) == v and v >= 1):
-        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    return int(v)
+    """``v`` as an int >= 1 (an integral float such as ``3.0`` too): TypeError for booleans and non-numbers."""
+    return check_int(name, v, 1, integral_float=True)
 
 
 def _generator(seed) -> np.random.Generator:
@@ -157,6 +155,7 @@ def haar_orthogonal(n: int, seed: int | np.random.Generator | None = None, *, dt
         True
     """
     n = _positive_int(n, "n")
+    check_fits(3 * 8.0 * n * n, f"haar_orthogonal(n={n})", "use a smaller n")
     return _householder_haar(n, _generator(seed), dtype).dense()
 
 
@@ -169,9 +168,7 @@ def gaussian_matrix(n: int, seed: int | np.random.Generator | None = None, *, si
         (3, 3)
     """
     n = _positive_int(n, "n")
-    if isinstance(sigma_w2, (bool, np.bool_)) or not isinstance(sigma_w2, (int, float, np.integer, np.floating)):
-        raise TypeError(f"sigma_w2 must be a number, got {sigma_w2!r}")
-    if not (np.isfinite(sigma_w2) and sigma_w2 > 0):
-        raise ValueError(f"sigma_w2 must be finite and > 0, got {sigma_w2!r}")
+    sigma_w2 = check_positive("sigma_w2", sigma_w2)
+    check_fits(2 * 8.0 * n * n, f"gaussian_matrix(n={n})", "use a smaller n")
     rng = _generator(seed)
     return (rng.standard_normal((n, n)) * np.sqrt(sigma_w2 / n)).astype(_dtype(dtype), copy=False)

@@ -48,6 +48,20 @@ def best_learning_rates(rows: Iterable[Mapping], keys: tuple[str, ...] = ("label
     return best
 
 
+def rates_by_group(rows: Iterable[Mapping], keys: tuple[str, ...] = ("label", "weights", "optimizer")) -> dict:
+    """Per group (``keys``), the sorted learning rates it was run at."""
+    out = defaultdict(set)
+    for r in rows:
+        out[tuple(r.get(k) for k in keys)].add(r["learning_rate"])
+    return {g: sorted(v) for g, v in out.items()}
+
+
+def at_edge(rates: list[float], best: float) -> bool:
+    """Whether ``best`` is the smallest or largest of ``rates`` (a grid of two or more rates): a
+    better rate might lie outside the grid."""
+    return len(rates) >= 2 and best in (rates[0], rates[-1])
+
+
 def at_best_lr(rows: list[Mapping], keys: tuple[str, ...] = ("label", "weights", "optimizer")) -> list[Mapping]:
     """The rows run at their group's best learning rate (see :func:`best_learning_rates`)."""
     best = best_learning_rates(rows, keys)
@@ -73,6 +87,7 @@ def e1_comparison(rows: list[Mapping], reference: tuple[str, str] = REFERENCE) -
     (orthogonal tanh at q* = 0.0259) against each other network: median ratio, whether it was
     faster in every seed pair, and the one-sided Mann-Whitney p-value."""
     best_rows = at_best_lr(rows)
+    grids = rates_by_group(rows)
     out: dict = {}
     for opt in sorted({r["optimizer"] for r in best_rows}):
         nets = defaultdict(list)
@@ -84,8 +99,10 @@ def e1_comparison(rows: list[Mapping], reference: tuple[str, str] = REFERENCE) -
         table = {}
         for k, rs in sorted(nets.items()):
             t = [tau(r) for r in sorted(rs, key=lambda r: r["seed"])]
+            rates = grids[(k[0], k[1], opt)]
             table[f"{k[0]} {k[1]}"] = {
-                "learning_rate": lr[k], "taus": [_finite_or_none(x) for x in t],
+                "learning_rate": lr[k], "rates": rates, "at_edge": at_edge(rates, lr[k]),
+                "taus": [_finite_or_none(x) for x in t],
                 "median_tau": _finite_or_none(_median(t)),
                 "reached": int(sum(math.isfinite(x) for x in t)), "seeds": len(t),
                 "mean_final_accuracy": float(np.mean([r.get("final_test_accuracy") or 0.0 for r in rs])),
@@ -131,6 +148,7 @@ def e2_table(rows: list[Mapping]) -> list[dict]:
     """Per (q*, weights) at the best learning rate: median tau, and the mean predicted and measured
     variance of the eigenvalues of J J^T and largest singular value of J."""
     best_rows = at_best_lr(rows, ("q_star", "weights"))
+    grids = rates_by_group(rows, ("q_star", "weights"))
     groups = defaultdict(list)
     for r in best_rows:
         groups[(r["q_star"], r["weights"])].append(r)
@@ -140,7 +158,7 @@ def e2_table(rows: list[Mapping]) -> list[dict]:
         m = lambda k: float(np.mean([r[k] for r in rs if r.get(k) is not None])) if any(  # noqa: E731
             r.get(k) is not None for r in rs) else None
         out.append({"q_star": q, "weights": w, "learning_rate": rs[0]["learning_rate"],
-                    "sigma_w2": rs[0].get("sigma_w2"), "median_tau": _finite_or_none(_median(t)),
+                    "at_edge": at_edge(grids[(q, w)], rs[0]["learning_rate"]), "sigma_w2": rs[0].get("sigma_w2"), "median_tau": _finite_or_none(_median(t)),
                     "taus": [_finite_or_none(x) for x in t],
                     **{k: m(k) for k in ("predicted_variance", "measured_variance", "predicted_max_singular_value",
                                          "measured_max_singular_value")}})
@@ -162,16 +180,19 @@ def spearman_tau_vs(table: list[dict], key: str) -> float | None:
 
 
 def e3_table(rows: list[Mapping]) -> list[dict]:
-    """Per depth L: median tau per learning rate, the best rate eta*, and tau*/sqrt(L), eta* L."""
+    """Per depth L: median tau per learning rate, the best rate eta* (:func:`best_learning_rates`
+    per depth), and tau*/sqrt(L), eta* L."""
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
         groups[r["depth"]][r["learning_rate"]].append(tau(r))
+    best = best_learning_rates(rows, ("depth",))
     out = []
     for depth, lrs in sorted(groups.items()):
         med = {lr: _median(t) for lr, t in sorted(lrs.items())}
-        lr_best = min(med, key=lambda lr: (med[lr], lr))
+        lr_best = best[(depth,)]
         tb = med[lr_best]
-        out.append({"depth": depth, "best_learning_rate": lr_best, "tau_at_best": _finite_or_none(tb),
+        out.append({"depth": depth, "best_learning_rate": lr_best, "at_edge": at_edge(sorted(med), lr_best),
+                    "tau_at_best": _finite_or_none(tb),
                     "tau_over_sqrt_depth": _finite_or_none(tb / math.sqrt(depth)),
                     "eta_times_depth": lr_best * depth,
                     "median_tau_by_lr": {str(lr): _finite_or_none(v) for lr, v in med.items()}})
@@ -194,4 +215,8 @@ def analyse(experiment: str, rows: list[Mapping]) -> dict:
             "q_star", "measured_variance", "measured_max_singular_value", "predicted_variance")}
     elif experiment == "E3":
         res["table"] = e3_table(rows)
+    elif experiment == "E4":
+        from .benchmark import analyse as analyse_e4
+
+        return analyse_e4(rows)
     return res

@@ -1,13 +1,15 @@
 """The configuration of one training run (no torch here): :class:`RunConfig` and its checks.
 
 A configuration is everything a run depends on; its ``run_id`` is a hash of every field that
-changes what is computed (not of where or how often it checkpoints), so the same configuration
-always maps to the same record file ``DIR/runs/<run_id>.json``.
+changes what is computed (not of where or how often it checkpoints, nor of the ``experiment`` and
+``label`` that name it in a grid), so the same configuration always maps to the same record file
+``DIR/runs/<run_id>.json``, and experiments whose grids overlap share those runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -19,26 +21,58 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunConfig", "OPTIMIZERS", "DATASETS", "DEVICES", "eval_steps"]
+__all__ = ["RunConfig", "OPTIMIZERS", "DATASETS", "DEVICES", "INITIALIZERS", "OUR_INITIALIZERS", "ARCHITECTURES",
+           "DATA_SHAPES", "SHORTCUT_WEIGHT", "model_family", "eval_steps", "batch_key", "run_cost", "run_memory", "EVAL_CHUNK"]
+
+#: Rows of test inputs per evaluation chunk (fixed, so a run's logits do not depend on its batch).
+EVAL_CHUNK = 2048
+
+#: Optimiser state tensors per parameter (for memory estimates).
+_OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "adam": 2, "rmsprop": 1}
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 DATASETS = ("mnist1d", "digits", "cifar10")
+
+#: How a run's network is initialised: this package's modes (``isometry:<mode>``, the modes of
+#: :func:`isometry.torch.critical_init_`) and the peers it is compared with (package and method; see
+#: :mod:`isometry.experiments.initializers`, which calls each as its authors document).
+OUR_INITIALIZERS = ("isometry:critical", "isometry:dks", "isometry:tat")
+INITIALIZERS = OUR_INITIALIZERS + ("pytorch:default", "pytorch:orthogonal", "lsuv", "anyinit", "dks:dks", "dks:tat")
+
+#: The networks a run can train: ``mlp`` (stem, ``depth`` x [Linear, phi], readout), ``cnn``
+#: (stem convolution, ``depth`` x [3 x 3 convolution, phi], global average pooling, readout) and
+#: ``resnet`` (stem convolution, ``depth`` residual blocks x + W2 phi(W1 x) with 3 x 3 convolutions,
+#: pooling, readout); ``width`` is the number of units or channels.
+ARCHITECTURES = ("mlp", "cnn", "resnet")
+
+#: The shortcut weight w of every residual block of the ``resnet`` architecture, x -> w x + v f(x) with
+#: v = sqrt(1 - w^2) = 0.436: a shortcut-dominated block, so that a deep stack stays close to the identity.
+SHORTCUT_WEIGHT = 0.9
+
+#: The shape of one example of each dataset as the convolutional networks read it (channels, *spatial).
+DATA_SHAPES = {"digits": (1, 8, 8), "mnist1d": (1, 40), "cifar10": (3, 32, 32)}
 
 #: Device strings a run accepts: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:I``, ``mps``.
 DEVICES = "'auto', 'cpu', 'cuda', 'cuda:I' or 'mps'"
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 #: Part of every run id: changes whenever what a configuration computes changes (the model, the
-#: input scaling, the measurements), so a record computed otherwise is never reused.
-_RUN_FORMAT = 2
+#: input scaling, the training step, the measurements), so a record computed otherwise is never reused.
+_RUN_FORMAT = 3
 
-#: Fields that do not change what is computed (where it runs, how often it checkpoints).
-_NOT_IN_ID = ("data_dir", "device", "checkpoint_every")
+#: Fields that do not change what is computed: where it runs, how often it checkpoints, and the
+#: names a grid gives the run (a run shared by two experiments is one run).
+_NOT_IN_ID = ("data_dir", "device", "checkpoint_every", "experiment", "label")
+
+#: Fields added after the run format was fixed: part of the run id only when they differ from their
+#: default, so the runs of the experiments that do not set them keep their ids.
+_IN_ID_UNLESS_DEFAULT = {"initializer": "isometry:critical", "normalize_input": False, "architecture": "mlp"}
 
 _INT_FIELDS = {"depth": 1, "width": 1, "batch_size": 1, "steps": 1, "n_evals": 1, "jacobian_inputs": 0,
                "seed": 0, "data_seed": 0}
 _OPTIONAL_INT_FIELDS = {"data_size": 1, "max_test": 1}
-_STR_FIELDS = ("activation", "weights", "optimizer", "data", "experiment", "label", "device")
+_STR_FIELDS = ("activation", "weights", "optimizer", "data", "experiment", "label", "device", "initializer",
+               "architecture")
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,15 @@ class RunConfig:
     ``max_test`` test examples (None: all); ``jacobian_inputs``: training inputs at which the
     Jacobian of the critical stack is measured at initialisation (0: none); ``device``;
     ``checkpoint_every``: seconds between checkpoints of a long run.
+
+    ``initializer`` (one of :data:`INITIALIZERS`; default ``"isometry:critical"``, the model
+    described above) replaces the initialisation: ``isometry:dks`` / ``isometry:tat`` are the
+    kernel-shaped modes of :func:`isometry.torch.critical_init_`, the others the peer initialisers
+    of :mod:`isometry.experiments.initializers` (``q_star`` and ``weights`` are then unused).
+    ``normalize_input`` (this package's modes only) puts an :class:`isometry.torch.InputNormalization`
+    first, scaling each example to the mean square its first layer needs, instead of scaling the
+    stem by the data set's average. ``architecture``: one of :data:`ARCHITECTURES` (``width``
+    counts channels for the convolutional ones).
 
     Raises ``ValueError`` (``TypeError`` for a wrong type) naming the field and its valid values.
 
@@ -93,6 +136,9 @@ class RunConfig:
     data_dir: str | None = None
     device: str = "auto"
     checkpoint_every: float = 600.0
+    initializer: str = "isometry:critical"
+    normalize_input: bool = False
+    architecture: str = "mlp"
 
     def __post_init__(self):
         from ..activations import get_activation
@@ -109,9 +155,10 @@ class RunConfig:
                 self._set(name, _int(name, getattr(self, name), lo))
         for name in ("q_star", "learning_rate", "momentum", "target_accuracy", "checkpoint_every"):
             self._set(name, _float(name, getattr(self, name)))
-        if not isinstance(self.stop_at_target, (bool, np.bool_)):
-            raise TypeError(f"stop_at_target must be a bool, got {self.stop_at_target!r}")
-        self._set("stop_at_target", bool(self.stop_at_target))
+        for name in ("stop_at_target", "normalize_input"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            self._set(name, bool(getattr(self, name)))
 
         act = get_activation(self.activation)
         if act.torch_module is None:
@@ -124,6 +171,12 @@ class RunConfig:
         self._set("weights", law.name)
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
         _check(self.data in DATASETS, "data", self.data, f"one of {', '.join(DATASETS)}")
+        _check(self.initializer in INITIALIZERS, "initializer", self.initializer, f"one of {', '.join(INITIALIZERS)}")
+        _check(self.architecture in ARCHITECTURES, "architecture", self.architecture,
+               f"one of {', '.join(ARCHITECTURES)}")
+        if self.normalize_input and self.initializer not in OUR_INITIALIZERS:
+            raise ValueError(f"normalize_input applies to this package's initialisers ({', '.join(OUR_INITIALIZERS)}), "
+                             f"not to {self.initializer!r}, which is run as its authors document it")
         _check(self.q_star > 0, "q_star", self.q_star, "a finite number > 0")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "a finite number > 0")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
@@ -158,10 +211,13 @@ class RunConfig:
                              f"{', '.join(names)}")
         return cls(**{k: v for k, v in d.items() if k != "run_id"})
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
-        """16 hex digits of the SHA-256 of the fields that change what is computed."""
-        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_ID}
+        """16 hex digits of the SHA-256 of the fields that change what is computed (every field but
+        ``data_dir``, ``device``, ``checkpoint_every``, ``experiment`` and ``label``; ``initializer``,
+        ``normalize_input`` and ``architecture`` only when they differ from their defaults)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_ID
+             and not (k in _IN_ID_UNLESS_DEFAULT and v == _IN_ID_UNLESS_DEFAULT[k])}
         d["format"] = _RUN_FORMAT
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -201,3 +257,57 @@ def eval_steps(steps: int, n_evals: int) -> list[int]:
     """
     s = np.unique(np.round(np.geomspace(1, steps, max(int(n_evals), 1))).astype(int))
     return [0] + sorted({int(v) for v in s} | {int(steps)})
+
+
+def batch_key(config: RunConfig) -> tuple:
+    """The fields runs must share to be trained together as one batched model
+    (:func:`isometry.experiments.run_batch`): the data, the architecture, what the initialiser
+    changes besides the weights (:func:`model_family`; the input normalisation), the optimiser, the
+    minibatch size and the device.
+    Learning rate, momentum, seed, weights, q*, the number of steps and the target may differ
+    inside a batch."""
+    return (config.data, config.data_dir, config.data_size, config.data_seed, config.max_test, config.depth,
+            config.width, config.activation, config.optimizer, config.batch_size, config.device,
+            config.architecture, model_family(config), config.normalize_input)
+
+
+#: Initialisers that set weights only: their networks compute with the activation and the inputs as
+#: built, so runs of several of them can share one batched model.
+_WEIGHTS_ONLY = ("isometry:critical", "pytorch:default", "pytorch:orthogonal", "lsuv", "anyinit")
+
+
+def model_family(config: RunConfig) -> str:
+    """What, besides the weights, the initialiser changes in the network: ``"weights"`` for those
+    that set weights only (this package's critical mode and the conventional peers), else the
+    initialiser's name (the kernel-shaped ones replace the activation, dks's also the inputs)."""
+    return "weights" if config.initializer in _WEIGHTS_ONLY else config.initializer
+
+
+def _positions(config: RunConfig) -> int:
+    """Spatial positions of a convolutional network's feature maps (1 for an MLP)."""
+    if config.architecture == "mlp":
+        return 1
+    return int(np.prod(DATA_SHAPES[config.data][1:]))
+
+
+def run_cost(config: RunConfig) -> float:
+    """An upper bound of a run's arithmetic, in multiply-adds (depth x width^2 x batch x steps): the
+    order in which batches are started, longest first."""
+    per_layer = config.width ** 2 * (1 if config.architecture == "mlp" else 9 * _positions(config))
+    blocks = config.depth * (2 if config.architecture == "resnet" else 1)
+    return float(blocks) * per_layer * config.batch_size * config.steps
+
+
+def run_memory(config: RunConfig, d_in: int, n_classes: int, n_test: int) -> float:
+    """Bytes one run of ``config`` needs in a batch (float32): weights, gradients (twice: the
+    stacked copy), optimiser buffers, the activations training keeps (every layer) and those of
+    one evaluation chunk; ``d_in``, ``n_classes``, ``n_test``: the data's features, classes and
+    test examples."""
+    n, pos = config.width, _positions(config)
+    depth = config.depth * (2 if config.architecture == "resnet" else 1)
+    kernel = 1 if config.architecture == "mlp" else 9
+    stem = d_in * n if config.architecture == "mlp" else DATA_SHAPES[config.data][0] * n * kernel
+    params = stem + n + depth * (n * n * kernel + n) + n * n_classes + n_classes
+    copies = 3 + _OPTIMIZER_BUFFERS[config.optimizer]
+    acts = (3 * depth * n * config.batch_size + 2 * n * min(n_test, EVAL_CHUNK)) * pos
+    return 4.0 * (float(params) * copies + acts)

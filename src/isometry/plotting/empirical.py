@@ -51,14 +51,19 @@ def _linear_edges(hi: float, bins: int) -> np.ndarray:
 
 
 def _log_axis(ax, lo: float, hi: float) -> None:
-    """A log x axis from ``lo`` to ``hi`` whose labels never overlap: a few round numbers within a
-    decade, 1, 2, 5 x 10^k over a few decades, powers of ten (at most 7) beyond; minor ticks unlabelled."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+    """A log x axis from ``lo`` to ``hi`` whose labels never overlap: within a decade 1, 2, 3, 5 x 10^k
+    (or a few round numbers when fewer than three of those fit), 1, 2, 5 x 10^k over a few decades,
+    powers of ten (at most 7) beyond; minor ticks unlabelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     decades = math.log10(hi / lo)
-    if decades < 1.0:  # less than a decade: a few round numbers
+    round_ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                   for m in (1, 2, 3, 5) if lo <= m * 10.0**k <= hi]
+    if decades < 1.0 and len(round_ticks) >= 3:  # less than a decade: 1, 2, 3, 5 x 10^k when three fit
+        ax.xaxis.set_major_locator(FixedLocator(round_ticks))
+    elif decades < 1.0:  # a narrow range: a few round numbers
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
     else:
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 2.5 else (1.0,), numticks=7))
@@ -106,8 +111,9 @@ def _bins(bins, n: int) -> int:
 
 
 def _draw(ax, samples: np.ndarray, *, theory=None, atoms=(), theory_zero_mass=None, atom_rtol=1e-8,
-          log=False, singular_values=False, bins=None) -> None:
-    """Histogram of ``samples`` (zeros already at 0), the theory's density and the atoms' markers."""
+          log=False, singular_values=False, bins=None, legend=True, floor=None) -> None:
+    """Histogram of ``samples`` (zeros already at 0), the theory's density and the atoms' markers, whose
+    measured (and predicted) masses the legend gives, or, with ``legend=False``, a label beside each."""
     from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
     from ..empirical.compare import _snap
@@ -159,33 +165,51 @@ def _draw(ax, samples: np.ndarray, *, theory=None, atoms=(), theory_zero_mass=No
     if top is not None and top < ax.get_ylim()[1]:
         ax.set_ylim(0.0, top)
     up = ScaledTranslation(0.0, 5.0 / 72.0, ax.figure.dpi_scale_trans)  # markers just above the x axis
+    x0, x1 = ax.get_xlim()
     for loc, measured, predicted in markers:
-        where = f"${var} = 0$" if loc == 0 else f"${var} = {loc:.4g}$"
-        label = f"atom {where}: mass {measured:.3f}" + ("" if predicted is None else f" (theory {predicted:.3f})")
+        where = "atom " + (f"${var} = 0$" if loc == 0 else f"${var} = {loc:.4g}$")
+        if loc == 0 and floor is not None:  # the marker holds the atom at 0 and the law's mass below the floor
+            below = math.sqrt(floor) if singular_values else floor
+            where = f"${var} < {_tick_label(below, powers=True).strip('$')}$ (counted as 0)"
+        label = f"{where}: mass {measured:.3f}" + ("" if predicted is None else f" (theory {predicted:.3f})")
         if loc == 0 and log:  # 0 is not on a log axis: a marker pointing left, just inside the left spine
             right = ScaledTranslation(6.0 / 72.0, 0.0, ax.figure.dpi_scale_trans)
             ax.plot([0.0], [0.0], ls="none", marker="<", ms=9, color=_ATOM, mfc="white", mew=1.5,
                     transform=ax.transAxes + up + right, clip_on=False, zorder=5, label=label)
+            frac = 0.0
         else:
             ax.plot([loc], [0.0], ls="none", marker="D" if loc > 0 else "o", ms=8, color=_ATOM, mfc="white",
                     mew=1.5, transform=blended_transform_factory(ax.transData, ax.transAxes) + up, clip_on=False,
                     zorder=5, label=label)
+            frac = ((math.log(loc / x0) / math.log(x1 / x0)) if log else (loc - x0) / (x1 - x0)) if loc > 0 else 0.0
+        if legend:  # the legend entry gives the masses
+            continue
+        # without a legend, the mass beside the marker: right of it, or left of it near the right edge
+        text = f"{measured:.3g}" + ("" if predicted is None else f" (theory {predicted:.3g})")
+        right_side = frac < 0.6
+        ax.annotate(text, xy=(frac, 0.0), xycoords="axes fraction", xytext=(9 if right_side else -9, 13),
+                    textcoords="offset points", ha="left" if right_side else "right", va="bottom", fontsize=7,
+                    color=_ATOM, zorder=6, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.set_xlabel("singular value $s$ of $J$" if singular_values else r"eigenvalue $\lambda$ of $JJ^T$")
     ax.set_ylabel(f"density per unit $\\log_{{10}} {var}$" if log else "density")
-    ax.legend(loc="best", frameon=False, fontsize=7)
+    if legend:
+        ax.legend(loc="best", frameon=False, fontsize=7)
 
 
 def plot_comparison(comparison, ax=None, path=None, *, log: bool = False, singular_values: bool = False,
-                    bins: int | None = None, title: str | None = None):
+                    bins: int | None = None, title: str | None = None, legend: bool = True):
     """Measured eigenvalues (or singular values) against the theory of a :class:`isometry.Comparison`.
 
     Histogram of the samples outside the atoms, normalised to the fraction they hold; the
     theory's density (``pdf``, ``singular_values.pdf``, ``log_eigenvalues.pdf`` when present)
     on top; every atom (the mass at 0 included) a marker on the x axis whose legend entry gives
-    the measured and predicted masses. ``log``: log-spaced bins on a log axis, densities per
-    unit log10. The title names the law's configuration (activation, depth, weight law, q*),
+    the measured and predicted masses. Eigenvalues below the comparison's ``floor`` count as 0:
+    when the law has continuous mass below the floor (a tail too deep for float64), the marker
+    at 0 says so (``lambda < floor``) and its predicted mass is the law's F(floor). ``log``:
+    log-spaced bins on a log axis, densities per unit log10. The title names the law's configuration (activation, depth, weight law, q*),
     the width and the number of networks (for 2-D samples, one network per row; the number
-    of samples otherwise), and the KS distance.
+    of samples otherwise), and the KS distance. ``legend=False`` leaves the legend out (for panels
+    of a figure with one figure-level legend); the atoms' masses stay written beside their markers.
 
     Returns the Figure (also written to ``path`` when given).
 
@@ -200,9 +224,17 @@ def plot_comparison(comparison, ax=None, path=None, *, log: bool = False, singul
     from ..empirical.compare import describe_law, law_atoms
 
     fig, ax = new_axes(ax)
+    zero, floor = comparison.theory_zero_mass, None
+    cdf = getattr(comparison.theory, "cdf", None)
+    if callable(cdf) and comparison.floor > 0:
+        # eigenvalues below the floor count as 0: the theory's share of them is F(floor), the atom at 0
+        # and the continuous mass under the floor (a tail too deep for float64, e.g. deep linear networks)
+        below = float(np.clip(np.asarray(cdf(np.array([comparison.floor])), dtype=float)[0], 0.0, 1.0))
+        if below > zero + 5e-4:
+            zero, floor = below, comparison.floor
     _draw(ax, comparison.samples, theory=comparison.theory, atoms=law_atoms(comparison.theory),
-          theory_zero_mass=comparison.theory_zero_mass, atom_rtol=comparison.atom_rtol, log=log,
-          singular_values=singular_values, bins=bins)
+          theory_zero_mass=zero, atom_rtol=comparison.atom_rtol, log=log,
+          singular_values=singular_values, bins=bins, legend=legend, floor=floor)
     if title is None:
         parts = [describe_law(comparison.theory)]
         if comparison.width is not None:  # one network per row

@@ -31,9 +31,12 @@ def plot_init_report(report, ax=None, path=None):
     width = "" if report.width is None else f", width N = {report.width}"
     top = report.predicted_max_singular_value
     edge = f", largest singular value {top:.4g}" if math.isfinite(top) else ""
+    # residual bodies have no fixed point q*: their law is set by the branch scale a
+    where = (f"q* = {report.q_star:.3g}" if math.isfinite(report.q_star)
+             else f"branch scale a = {report.branch_scale:.3g}")
     main.set_title(
         f"{report.activation}, depth L = {report.depth}{width}, {report.weights} weights\n"
-        f"q* = {report.q_star:.3g}: predicted $\\sigma^2_{{JJ^T}}$ = {report.predicted_variance:.3g}{edge}",
+        f"{where}: predicted $\\sigma^2_{{JJ^T}}$ = {report.predicted_variance:.3g}{edge}",
         fontsize=9,
     )
     return finish(fig, path)

@@ -60,14 +60,34 @@ def plot_phase_diagram(pd, ax=None, path=None, critical_q_stars=None):
             handles.append(ax.plot([], [], marker="*", ms=10, color="k", ls="none",
                                    label=rf"critical point ({w0:g}, {b0:g}), every $q^*$")[0])
         else:
-            sc = ax.scatter(line.sigma_w2[m], line.sigma_b2[m], c=np.log10(line.q_star[m]), s=10, cmap="viridis",
-                            zorder=3)
-            fig.colorbar(sc, ax=ax, label=r"$\log_{10} q^*$ on the critical line")
-            handles.append(ax.plot([], [], marker="o", ms=4, color="#3b528b", ls="none",
-                                   label=r"critical line ($\chi=1$)")[0])
+            from matplotlib.collections import LineCollection
+            from matplotlib.colors import Normalize
+
+            w, b, lq = line.sigma_w2[m], line.sigma_b2[m], np.log10(line.q_star[m])
+            norm = Normalize(float(lq.min()), float(lq.max()))
+            pts = np.c_[w, b].reshape(-1, 1, 2)
+            lc = LineCollection(np.concatenate([pts[:-1], pts[1:]], axis=1), array=0.5 * (lq[:-1] + lq[1:]),
+                                cmap="viridis", norm=norm, linewidths=3.0, zorder=3, capstyle="round")
+            ax.add_collection(lc)
+            fig.colorbar(lc, ax=ax, label=r"$\log_{10} q^*$ on the critical line")
+            # q* at each decade written along the line, from the top down, skipping labels that would touch
+            span_w = max(float(np.ptp(sw)), 1e-300)
+            span_b = max(float(np.ptp(sb)), 1e-300)
+            placed = []
+            for k in range(int(np.floor(lq.max())), int(np.ceil(lq.min())) - 1, -1):
+                i = int(np.argmin(np.abs(lq - k)))
+                at = ((w[i] - sw.min()) / span_w, (b[i] - sb.min()) / span_b)
+                if abs(lq[i] - k) > 0.05 or any(np.hypot(at[0] - p[0], at[1] - p[1]) < 0.08 for p in placed):
+                    continue
+                placed.append(at)
+                ax.plot([w[i]], [b[i]], marker="o", ms=4, color="k", zorder=4)
+                ax.annotate(f"$q^*={10.0**k:g}$", (w[i], b[i]), xytext=(-6, 4), textcoords="offset points",
+                            fontsize=7.5, ha="right", va="bottom", zorder=4)
+            handles.append(ax.plot([], [], lw=3, color="#3b528b", label=r"critical line ($\chi=1$)")[0])
     ax.set_xlabel(r"$\sigma_w^2$ (weight variance)")
     ax.set_ylabel(r"$\sigma_b^2$ (bias variance)")
-    ax.set_title(f"{pd.activation}: order/chaos phase diagram", fontsize=10)
+    ax.set_title(f"{pd.activation}: order/chaos phase diagram\n"
+                 r"(mean field: every depth, width $N\to\infty$, orthogonal or Gaussian weights)", fontsize=9.5)
     if sw.max() > sw.min():
         ax.set_xlim(sw.min(), sw.max())
     if sb.max() > sb.min():

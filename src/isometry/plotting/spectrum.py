@@ -87,6 +87,7 @@ def plot_spectrum(spectrum, ax=None, path=None, *, log: bool | None = None, sing
         ax.set_ylabel(rf"density of $\log_{{10}} {sym}$")
         if representable:
             ax.set_xscale("log")
+            ax.autoscale_view()
             _tidy_log_axis(ax.xaxis)
             ax.set_xlabel(rf"${sym}$" + (" (singular value of $J$)" if singular_values else r" (eigenvalue of $JJ^T$)"))
         else:
@@ -112,7 +113,7 @@ def plot_spectrum(spectrum, ax=None, path=None, *, log: bool | None = None, sing
         ax.annotate(f"mass {cut:.2g} lies further left", xy=(0.0, 0.0), xycoords="axes fraction", xytext=(6, 8),
                     textcoords="offset points", fontsize=8, color="0.25")
     _draw_atoms(ax, atoms, to_x, log or not representable, sym, representable, power)
-    ax.set_title(spectrum._title(), fontsize=9)
+    ax.set_title(f"{spectrum._title()}\nlaw of the large-width limit $N\\to\\infty$ (free probability)", fontsize=9)
     if atoms:
         ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
     return finish(fig, path)
@@ -142,14 +143,15 @@ def _clip_edge_singularity(ax, pos, dens, sym: str) -> None:
 
 def _tidy_log_axis(axis) -> None:
     """Major labels at decades (or 1-2-5 within a narrow range), no labels on minor ticks."""
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     lo, hi = sorted(axis.get_view_interval())
     if lo > 0 and hi / lo < 10.0:  # less than a decade: plain ticks, plainly labelled
         axis.set_major_locator(MaxNLocator(nbins=5))
         axis.set_major_formatter(FormatStrFormatter("%.3g"))
-    elif lo > 0 and hi / lo < 100.0:
+    elif lo > 0 and hi / lo < 100.0:  # up to two decades: 1, 2, 5 x 10^k, each labelled
         axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     else:
         axis.set_major_locator(LogLocator(base=10.0, numticks=8))
     axis.set_minor_formatter(NullFormatter())

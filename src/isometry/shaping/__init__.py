@@ -5,14 +5,15 @@
 * :func:`shaped_activation`: phi_hat(h) = output_scale * (phi(input_scale * h + input_shift) + output_shift);
 * local maps at unit length: :func:`local_maps` -> :class:`LocalMaps` (Q(1), Q'(1), C(0), C'(1),
   C'(0), C''(1)), :func:`local_c_map`; the Q-map is :func:`isometry.q_map` with sigma_w2 = 1, sigma_b2 = 0;
-* architectures (subnetwork maximising functions): :class:`Chain`, :class:`ResidualChain`, and
+* architectures (subnetwork maximising functions): :class:`Chain`, :class:`ResidualChain`,
+  :class:`Composed`, and
   :func:`network_c_map` composing the local C-map through them.
 
 No torch here; the torch module of a shaped activation is :class:`isometry.torch.shaped.ShapedActivation`.
 """
 
 from .activation import shaped_activation
-from .local import Chain, LocalMaps, ResidualChain, local_c_map, local_maps, network_c_map
+from .local import Chain, Composed, LocalMaps, ResidualChain, local_c_map, local_maps, network_c_map
 from .transforms import KernelShaping, ShapingIsometry, dks_transform, tat_transform
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "network_c_map",
     "Chain",
     "ResidualChain",
+    "Composed",
 ]

@@ -23,8 +23,13 @@ fourth-order central difference of phi'.
 
 A network's C-map composes the local ones. A *subnetwork maximising function* ``subnet(x, r)``
 (Zhang et al. 2022, appendix B; ``subnet_max_func`` of the dks package) evaluates the composition
-of a scalar map r through the architecture, maximised over its subnetworks; the network's C-map
-is ``subnet(c, C)``. :class:`Chain` and :class:`ResidualChain` are the common ones.
+of a scalar map r through the architecture, maximised over its subnetworks (what DKS and TAT
+constrain: the maximal C'_f(1), C''_f(1), C_f(0)). The architectures here also compose r through
+the whole network alone, ``compose(x, r)``: the network's own C-map is ``compose(c, C)``
+(:func:`network_c_map`). For a plain chain the two agree; for residual blocks the maximum can be
+the branch alone (a DKS residual network contracts correlations less in one branch than in all
+its blocks together). :class:`Chain`, :class:`ResidualChain` and :class:`Composed` are the
+common ones.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ __all__ = [
     "network_c_map",
     "Chain",
     "ResidualChain",
+    "Composed",
 ]
 
 
@@ -215,6 +221,10 @@ def local_c_map(activation, c) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ architectures
+MAX_DEPTH = 10**5
+"""The deepest chain kernel shaping composes (layer by layer: up to ~10 s of C-map evaluations at this depth)."""
+
+
 @dataclass(frozen=True)
 class Chain:
     """A plain chain of ``depth`` nonlinear layers: subnet(x, r) = r(r(...r(x))) (``depth`` times).
@@ -229,14 +239,19 @@ class Chain:
         d = self.depth
         if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
             raise TypeError(f"depth must be an integer, got {d!r}")
-        if d < 1:
-            raise ValueError(f"depth must be >= 1, got {d!r}")
+        if not 1 <= d <= MAX_DEPTH:
+            raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}] (the chain's C-map is composed "
+                             f"layer by layer), got {d!r}")
         object.__setattr__(self, "depth", int(d))
 
     def __call__(self, x: float, r: Callable[[float], float]) -> float:
         for _ in range(self.depth):
             x = r(x)
         return x
+
+    def compose(self, x: float, r: Callable[[float], float]) -> float:
+        """r composed through the network: the same as the subnetwork maximum for a chain."""
+        return self(x, r)
 
     def to_dict(self) -> dict:
         return {"kind": "chain", "depth": self.depth}
@@ -292,20 +307,70 @@ class ResidualChain:
         return x
 
     def __call__(self, x: float, r: Callable[[float], float]) -> float:
+        return max(self.compose(x, r), self._branch(x, r))
+
+    def compose(self, x: float, r: Callable[[float], float]) -> float:
+        """r composed through the blocks: x -> w^2 x + v^2 r^branch_depth(x), ``blocks`` times."""
         w2, v2 = self.shortcut_weight ** 2, self.residual_weight ** 2
-        x0 = x
         for _ in range(self.blocks):
             x = w2 * x + v2 * self._branch(x, r)
-        return max(x, self._branch(x0, r))
+        return x
 
     def to_dict(self) -> dict:
         return {"kind": "residual_chain", "blocks": self.blocks, "shortcut_weight": self.shortcut_weight,
                 "residual_weight": self.residual_weight, "branch_depth": self.branch_depth}
 
 
+@dataclass(frozen=True)
+class Composed:
+    """Architectures applied one after the other: subnet(x, r) = parts[-1](... parts[0](x, r) ..., r).
+
+    A network made of a plain chain followed by residual blocks (a stem layer with its
+    activation, then :class:`ResidualChain`) is ``Composed((Chain(1), ResidualChain(...)))``.
+    Composing the parts' maxima is the maximum over the whole network's subnetworks for the maps
+    kernel shaping composes (C-maps on [0, 1], slope and curvature functions): they are
+    increasing and raise their argument through every block, so the longest path dominates.
+    """
+
+    parts: tuple
+
+    def __post_init__(self):
+        parts = tuple(self.parts)
+        if not parts:
+            raise ValueError("parts must not be empty")
+        for p in parts:
+            if not callable(p):
+                raise TypeError(f"every part must be a callable subnet(x, r), got {p!r}")
+        object.__setattr__(self, "parts", parts)
+
+    @property
+    def depth(self) -> int | None:
+        """The number of nonlinear layers on the longest path (None when a part does not say)."""
+        ds = [getattr(p, "depth", None) for p in self.parts]
+        return None if any(d is None for d in ds) else int(sum(ds))
+
+    def __call__(self, x: float, r: Callable[[float], float]) -> float:
+        for p in self.parts:
+            x = p(x, r)
+        return x
+
+    def compose(self, x: float, r: Callable[[float], float]) -> float:
+        """r composed through the whole network (each part's ``compose`` where it has one)."""
+        for p in self.parts:
+            x = getattr(p, "compose", p)(x, r)
+        return x
+
+    def to_dict(self) -> dict:
+        return {"kind": "composed",
+                "parts": [p.to_dict() if hasattr(p, "to_dict") else {"kind": "custom"} for p in self.parts]}
+
+
 def network_c_map(activation, c, subnet: Callable) -> np.ndarray:
-    """The network's C-map ``subnet(c, C)``: the local C-map of ``activation`` composed through the
-    architecture ``subnet`` (e.g. ``Chain(depth)``), for each correlation in ``c``.
+    """The network's C-map: the local C-map C of ``activation`` composed through the architecture
+    ``subnet``, ``subnet.compose(c, C)`` (the whole network, not the maximum over its subnetworks;
+    ``subnet(c, C)`` for a callable without ``compose``), for each correlation in ``c``. Two inputs
+    of unit length and correlation c leave a network of this architecture (weights of variance
+    1 / fan_in, zero biases, infinite width) with correlation ``network_c_map(activation, c, subnet)``.
 
     Example:
         >>> round(float(network_c_map("relu", 0.0, Chain(2))), 6)        # C(C(0)) for ReLU
@@ -321,5 +386,6 @@ def network_c_map(activation, c, subnet: Callable) -> np.ndarray:
     def r(x):
         return float(np.clip(local_c_map(a, float(x)), -1.0, 1.0))
 
-    out = np.array([float(subnet(float(ci), r)) for ci in c.ravel()]).reshape(c.shape)
+    f = getattr(subnet, "compose", subnet)
+    out = np.array([float(f(float(ci), r)) for ci in c.ravel()]).reshape(c.shape)
     return out[()]

@@ -52,7 +52,8 @@ from scipy import optimize
 
 from ..activations import Activation, get_activation
 from .activation import shaped_activation
-from .local import Chain, LocalMaps, _combine, _jumps, _raw_moments, local_c_map, local_maps, network_c_map
+from .local import (Chain, Composed, LocalMaps, ResidualChain, _combine, _jumps, _raw_moments, local_c_map, local_maps,
+                    network_c_map)
 
 __all__ = ["KernelShaping", "ShapingIsometry", "dks_transform", "tat_transform"]
 
@@ -69,17 +70,21 @@ _SAMPLE_RANGE = {"input_scale": (0.0, 2.0), "input_shift": (-3.0, 3.0), "output_
 # ------------------------------------------------------------------ results
 @dataclass(frozen=True)
 class ShapingIsometry:
-    """How isometric a plain chain of ``depth`` shaped layers is: its input-output Jacobian J at the
-    fixed point q* = 1 with sigma_w2 = 1, sigma_b2 = 0 (:func:`isometry.jacobian_spectrum`).
+    """How isometric a network of shaped layers is: the eigenvalues lambda of J J^T for its
+    input-output Jacobian J with sigma_w2 = 1, sigma_b2 = 0 and unit input length, so that every
+    layer sits at q = 1 (:meth:`KernelShaping.isometry`).
 
     Attributes:
         activation: the shaped activation's name.
-        depth, weights: the chain and its weight law.
-        chi: sigma_w2 mu_1 = C'(1), the mean squared singular value per layer.
-        mean: E[lambda] = chi^depth for the eigenvalues lambda of J J^T.
-        variance: Var[lambda] (Pennington et al. 2017, eq. 16).
+        depth: the number of nonlinear layers on the longest path.
+        weights: the weight law.
+        chi: sigma_w2 mu_1 = C'(1), the mean squared singular value per nonlinear layer.
+        mean: E[lambda] (chi^depth for a chain).
+        variance: Var[lambda] (Pennington et al. 2017, eq. 16, for a chain).
         normalised_variance: Var[lambda] / E[lambda]^2 (0 for an exact isometry).
-        s_max: the largest singular value of J (square root of the right edge of the law).
+        s_max: the largest singular value of J (square root of the right edge of the law; NaN
+            unless the architecture is a plain chain).
+        architecture: the architecture's ``to_dict()`` (``{"kind": "chain", "depth": L}``, ...).
     """
 
     activation: str
@@ -90,14 +95,17 @@ class ShapingIsometry:
     variance: float
     normalised_variance: float
     s_max: float
+    architecture: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"activation": self.activation, "depth": self.depth, "weights": self.weights, "chi": self.chi,
                 "mean": self.mean, "variance": self.variance, "normalised_variance": self.normalised_variance,
-                "s_max": self.s_max}
+                "s_max": self.s_max, "architecture": dict(self.architecture)}
 
     def __str__(self) -> str:
-        return (f"{self.activation}, depth {self.depth}, {self.weights} weights: E[lambda] = {self.mean:.4g}, "
+        kind = self.architecture.get("kind", "chain")
+        where = f"depth {self.depth}" + ("" if kind == "chain" else f" ({kind.replace('_', ' ')})")
+        return (f"{self.activation}, {where}, {self.weights} weights: E[lambda] = {self.mean:.4g}, "
                 f"Var[lambda] = {self.variance:.4g} (relative {self.normalised_variance:.4g}), "
                 f"s_max = {self.s_max:.4g}")
 
@@ -159,7 +167,8 @@ class KernelShaping:
                 "residual": self.residual}
 
     def network_c_map(self, c) -> np.ndarray:
-        """The network's C-map, subnet(c, C) with the local C-map of the shaped activation."""
+        """The network's C-map: the local C-map of the shaped activation composed through the whole
+        architecture (:func:`isometry.shaping.network_c_map`)."""
         return network_c_map(self.activation, c, self.subnet)
 
     def _depth(self, depth) -> int:
@@ -168,7 +177,7 @@ class KernelShaping:
                 raise ValueError("depth: give the depth of the plain chain whose Jacobian to describe (the free-"
                                  "probability law is that of a chain; this shaping is for another architecture)")
             return self.subnet.depth
-        return depth
+        return Chain(depth).depth
 
     def jacobian_spectrum(self, depth: int | None = None, *, weights="orthogonal"):
         """The law of the eigenvalues of J J^T for a chain of ``depth`` (default: this chain's) shaped
@@ -191,32 +200,92 @@ class KernelShaping:
             )
         return sp
 
-    def isometry(self, depth: int | None = None, *, weights="orthogonal") -> ShapingIsometry:
-        """The predicted mean, variance and largest singular value of J for a chain of shaped layers.
+    def isometry(self, depth: int | None = None, *, weights="orthogonal", subnet: Callable | None = None
+                 ) -> ShapingIsometry:
+        """The predicted mean and variance of the eigenvalues of J J^T (and, for a chain, the largest
+        singular value of J) for a network of shaped layers.
 
         With sigma_w2 = 1, sigma_b2 = 0 and unit input length every layer sits at q = 1, where
-        chi = C'(1). The law is that of the critical network at q* = 1 (:func:`isometry.jacobian_spectrum`
-        with ``q_star=1``: the same D^l, weights scaled by 1 / sqrt(C'(1))) scaled by chi^depth:
-        E[lambda] = chi^depth, Var[lambda] = chi^(2 depth) Var_crit, s_max = chi^(depth/2) s_max,crit
-        (Pennington et al. 2017, eqs. 15-16). For TAT (C'(1) = 1) the two networks coincide.
+        chi = C'(1) = mu_1 (Q(1) = 1) and mu_k = E[phi_hat'(z)^(2k)].
+
+        * A chain of L layers (``depth``, or a :class:`~isometry.shaping.Chain`): the law is that
+          of the critical network at q* = 1 (:func:`isometry.jacobian_spectrum` with ``q_star=1``:
+          the same D^l, weights scaled by 1 / sqrt(C'(1))) scaled by chi^L: E[lambda] = chi^L,
+          Var[lambda] / E[lambda]^2 = L (mu_2/mu_1^2 - 1 - s_1), s_max = chi^(L/2) s_max,crit
+          (Pennington et al. 2017, eqs. 15-16). For TAT (C'(1) = 1) the two networks coincide.
+        * Residual blocks x -> w x + v f(x), f a chain of b layers
+          (:class:`~isometry.shaping.ResidualChain`): the block's Jacobian w I + v J_f = w (I + X)
+          with X = (v/w) J_f R-diagonal (Haar or Gaussian weights), so blocks are free factors
+          with E[lambda] = w^2 (1 + c), c = (v/w)^2 mu_1^b, and normalised variance
+          (2 c + c^2 kappa_b) / (1 + c)^2, kappa_b = b (mu_2/mu_1^2 - 1 - s_1) the normalised
+          variance of J_f J_f^T (the block law of :mod:`isometry.residual`). Lengths stay 1 when
+          E[phi_hat] = 0 (DKS: C(0) = 0); a unit with a mean (TAT) adds a common component to the
+          stream that the prediction leaves out.
+        * :class:`~isometry.shaping.Composed` parts multiply means and add normalised variances.
+
+        Args:
+            depth: a chain of ``depth`` layers (default: this shaping's architecture).
+            weights: the weight law (``"orthogonal"`` or ``"gaussian"``).
+            subnet: an architecture (:class:`Chain`, :class:`ResidualChain` or :class:`Composed` of
+                them) instead of ``depth``.
 
         Example:
             >>> iso = tat_transform("tanh", 16).isometry()
             >>> round(iso.mean, 10)                   # TAT keeps C'(1) = 1: chi = 1
             1.0
         """
-        from ..spectrum import jacobian_spectrum
+        from ..meanfield import mu
+        from ..residual import _block_variances
+        from ..spectrum import jacobian_spectrum, weight_law
+        from ..spectrum.core import _normalised_variance
 
-        L = self._depth(depth)
-        crit = jacobian_spectrum(self.activation, L, q_star=1.0, weights=weights)
+        if depth is not None and subnet is not None:
+            raise ValueError("give depth or subnet, not both")
+        arch = Chain(self._depth(depth)) if depth is not None else (self.subnet if subnet is None else subnet)
+        parts = _flat_parts(arch)
+        wl = weight_law(weights)
+        mu1 = float(mu(self.activation, 1.0, 1))
+        mu2 = float(mu(self.activation, 1.0, 2))
         chi = float(self.local.c_slope * self.local.q)
-        log_mean = L * math.log(chi)
+        log_mean, nv, layers = 0.0, 0.0, 0
+        for part in parts:
+            if isinstance(part, Chain):
+                log_mean += part.depth * math.log(chi)
+                nv += _normalised_variance(mu1, mu2, part.depth, wl)
+                layers += part.depth
+                continue
+            w2, v2, b = part.shortcut_weight ** 2, part.residual_weight ** 2, part.branch_depth
+            nv_branch = _normalised_variance(mu1, mu2, b, wl)
+            layers += part.blocks * b
+            if w2 == 0.0:  # no shortcut: a chain of blocks * b layers scaled by v
+                log_mean += part.blocks * (math.log(v2) + b * math.log(chi))
+                nv += part.blocks * nv_branch
+                continue
+            c = v2 / w2 * math.exp(b * math.log(chi))
+            # one block as I + X with the normalised variance of X X^T = nv_branch (mu_2 = 1 + s_1 + nv_branch
+            # with mu_1 = 1 puts it in the block law's kappa)
+            block_nv = float(_block_variances(np.array([c]), np.array([1.0]), np.array([1.0 + wl.s1 + nv_branch]),
+                                              wl.s1)[0])
+            log_mean += part.blocks * (math.log(w2) + math.log1p(c))
+            nv += part.blocks * block_nv
         mean = math.exp(log_mean)
-        var = math.exp(2.0 * log_mean) * float(crit.var())
-        s_max = math.exp(0.5 * (log_mean + float(crit.log_max_eigenvalue)))
-        return ShapingIsometry(activation=self.activation.name, depth=int(L), weights=str(crit.weights), chi=chi,
-                               mean=mean, variance=var, normalised_variance=float(crit.var()) / float(crit.mean()) ** 2,
-                               s_max=s_max)
+        s_max = math.nan
+        if len(parts) == 1 and isinstance(parts[0], Chain):
+            crit = jacobian_spectrum(self.activation, parts[0].depth, q_star=1.0, weights=weights)
+            s_max = math.exp(0.5 * (log_mean + float(crit.log_max_eigenvalue)))
+        return ShapingIsometry(activation=self.activation.name, depth=int(layers), weights=wl.name, chi=chi,
+                               mean=mean, variance=nv * mean * mean, normalised_variance=nv, s_max=s_max,
+                               architecture=arch.to_dict())
+
+
+def _flat_parts(arch) -> list:
+    """The Chain and ResidualChain parts of an architecture, in order."""
+    if isinstance(arch, (Chain, ResidualChain)):
+        return [arch]
+    if isinstance(arch, Composed):
+        return [p for part in arch.parts for p in _flat_parts(part)]
+    raise ValueError(f"subnet: the Jacobian's law is computed for Chain, ResidualChain and Composed architectures, "
+                     f"not {arch!r}")
 
 
 # ------------------------------------------------------------------ input checks
@@ -231,8 +300,9 @@ def _architecture(depth, subnet) -> tuple[Callable, int | None]:
         if depth is None:
             raise ValueError("depth: give the number of nonlinear layers of the chain (an integer >= 1) or a subnet")
         return Chain(depth), Chain(depth).depth
-    if not callable(subnet):
-        raise TypeError(f"subnet must be a callable subnet(x, r) (e.g. isometry.shaping.Chain(depth)), got {subnet!r}")
+    if not callable(subnet) or not _takes_x_and_r(subnet):
+        raise TypeError(f"subnet must be a callable subnet(x, r) -> float (e.g. isometry.shaping.Chain(depth)), "
+                        f"got {subnet!r}")
     own = getattr(subnet, "depth", None)
     if depth is None:
         return subnet, own
@@ -240,6 +310,25 @@ def _architecture(depth, subnet) -> tuple[Callable, int | None]:
     if own is not None and own != d:
         raise ValueError(f"depth={depth!r} disagrees with the subnet's depth {own} (give one of them)")
     return subnet, d
+
+
+def _takes_x_and_r(subnet) -> bool:
+    """Whether ``subnet(x, r)`` can be called with two positional arguments (checked before solving,
+    so a wrong callable is refused with a message naming subnet, not deep inside the solver)."""
+    import inspect
+
+    if isinstance(subnet, np.ufunc):  # ufuncs also accept ``out`` positionally: count real inputs
+        return subnet.nin == 2
+    try:
+        sig = inspect.signature(subnet)
+    except (TypeError, ValueError):  # no introspectable signature (a ufunc, a builtin)
+        nin = getattr(subnet, "nin", None)
+        return nin is None or nin == 2
+    try:
+        sig.bind(0.0, lambda x: x)
+    except TypeError:
+        return False
+    return True
 
 
 def _describe(depth, subnet) -> str:

@@ -46,3 +46,7 @@ __all__ = [
     "fuss_catalan_moments",
     "polynomial_density",
 ]
+
+from .residual import ResidualSpectrum, residual_spectrum  # noqa: E402
+
+__all__ += ["ResidualSpectrum", "residual_spectrum"]

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
-from ..meanfield import _real_array as _real_values
+from .._checks import check_fits, check_int, check_probability, real_array
 
 __all__ = ["Spectrum", "LogEigenvalues", "SingularValues"]
 
@@ -54,7 +54,7 @@ _DEFAULT_QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 # ------------------------------------------------------------------------ input checks
 def _real_array(x, name: str) -> np.ndarray:
     """``x`` as a float64 array; booleans, complex numbers and non-numbers raise ``TypeError``, NaN ``ValueError``."""
-    arr = _real_values(x, name)
+    arr = real_array(name, x)
     if np.any(np.isnan(arr)):
         raise ValueError(f"{name} must not be NaN")
     return arr
@@ -69,18 +69,11 @@ def _probabilities(q, name: str = "q") -> np.ndarray:
 
 
 def _order(order) -> int:
-    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (Integral, float, np.floating)):
-        raise TypeError(f"order must be an integer in [1, 20], got {order!r}")
-    if order != int(order) or not 1 <= order <= 20:
-        raise ValueError(f"order must be an integer in [1, 20], got {order!r}")
-    return int(order)
+    return check_int("order", order, 1, hi=20, integral_float=True)
 
 
 def _confidence(confidence) -> float:
-    c = _real_array(confidence, "confidence")
-    if c.ndim or not 0.0 <= float(c) <= 1.0:
-        raise ValueError(f"confidence must be a number in [0, 1], got {confidence!r}")
-    return float(c)
+    return check_probability("confidence", confidence)
 
 
 def _generator(random_state):
@@ -95,13 +88,51 @@ def _generator(random_state):
         raise TypeError(f"random_state must be None, an int, a numpy Generator or RandomState ({exc})") from None
 
 
+# Peak bytes per value of an evaluation of the hooks: the solver's grids for one point of the law
+# (measured with tracemalloc: ~250 doubles per point); values are evaluated in chunks of _CHUNK.
+_CHUNK = 4096
+_BYTES_PER_SAMPLE = 3 * 8  # the uniforms, their log-quantiles and the samples
+
+
+def _shape(size) -> tuple[int, ...]:
+    """``size`` of ``rvs`` (None, a non-negative integer or a tuple of them) as a shape."""
+    bad = f"size must be None, a non-negative integer or a tuple of them, got {size!r}"
+    if isinstance(size, (bool, np.bool_)):
+        raise TypeError(bad)
+    if isinstance(size, (Integral, np.integer)):
+        size = (size,)
+    try:
+        shape = tuple(size)
+    except TypeError:
+        raise TypeError(bad) from None
+    if any(isinstance(n, (bool, np.bool_)) or not isinstance(n, (Integral, np.integer)) for n in shape):
+        raise TypeError(bad)
+    if any(n < 0 for n in shape) or len(shape) > 32:
+        raise ValueError(bad)
+    return tuple(int(n) for n in shape)
+
+
 def _uniforms(size, random_state) -> np.ndarray:
     gen = _generator(random_state)
     if size is not None:
-        shape = (size,) if isinstance(size, (Integral,)) and not isinstance(size, bool) else tuple(size)
-        if any(isinstance(s, bool) or not isinstance(s, Integral) or s < 0 for s in shape):
-            raise ValueError(f"size must be None, a non-negative integer or a tuple of them, got {size!r}")
+        size = _shape(size)
+        n = math.prod(size)
+        check_fits(n * _BYTES_PER_SAMPLE + _CHUNK * 2048, f"rvs(size={size if len(size) > 1 else n})",
+                   "draw fewer samples (or draw them in batches)")
     return gen.random_sample(size) if isinstance(gen, np.random.RandomState) else gen.random(size)
+
+
+def _chunked(hook, x: np.ndarray) -> np.ndarray:
+    """``hook(x)`` for a 1-D array ``x``, evaluated in chunks of ``_CHUNK`` values (the hooks' temporary
+    memory is a few hundred doubles per value)."""
+    x = np.asarray(x, dtype=float)
+    if x.size <= _CHUNK:
+        return np.asarray(hook(x), dtype=float)
+    flat = x.ravel()
+    out = np.empty(flat.shape)
+    for i in range(0, flat.size, _CHUNK):
+        out[i:i + _CHUNK] = np.asarray(hook(flat[i:i + _CHUNK]), dtype=float)
+    return out.reshape(x.shape)
 
 
 def _scalar_or_array(out: np.ndarray):
@@ -122,7 +153,21 @@ def _exp_checked(t, what: str, log_variant: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ the base class
-class Spectrum:
+class _QuantileVerbs:
+    """median and interval, from the law's ``ppf`` (the spectrum and its views)."""
+
+    def median(self) -> float:
+        """ppf(0.5)."""
+        return float(self.ppf(0.5))
+
+    def interval(self, confidence):
+        """(lo, hi): the equal-tailed interval holding probability ``confidence``."""
+        c = _confidence(confidence)
+        lo, hi = self.ppf(np.array([0.5 - 0.5 * c, 0.5 + 0.5 * c]))
+        return float(lo), float(hi)
+
+
+class Spectrum(_QuantileVerbs):
     """Law of the eigenvalues lambda >= 0 of J J^T, possibly with atoms.
 
     Subclasses implement the private hooks described in :mod:`isometry.spectrum.base`;
@@ -244,8 +289,8 @@ class Spectrum:
 
     @property
     def max_eigenvalue(self) -> float:
-        """The top of the support, ``support()[1]``."""
-        return self.support()[1]
+        """The top of the support, ``support()[1]`` (raises only when the top itself is not a double)."""
+        return float(_exp_checked(self._full_support_log[1], "the top of the support", "log_max_eigenvalue"))
 
     # ---------------------------------------------------------------- scipy.stats verbs
     def pdf(self, x):
@@ -255,7 +300,7 @@ class Spectrum:
         pos = (x > 0) & np.isfinite(x)
         if np.any(pos):
             t = np.log(x[pos])
-            g = np.asarray(self._pdf_log(t), dtype=float)
+            g = np.asarray(_chunked(self._pdf_log, t), dtype=float)
             with np.errstate(divide="ignore", over="ignore"):
                 out[pos] = np.where(g > 0, np.exp(np.log(np.where(g > 0, g, 1.0)) - t), 0.0)
         return _scalar_or_array(out)
@@ -267,7 +312,7 @@ class Spectrum:
         pos = (x > 0) & np.isfinite(x)
         if np.any(pos):
             t = np.log(x[pos])
-            g = np.asarray(self._pdf_log(t), dtype=float)
+            g = np.asarray(_chunked(self._pdf_log, t), dtype=float)
             with np.errstate(divide="ignore"):
                 out[pos] = np.where(g > 0, np.log(np.where(g > 0, g, 1.0)) - t, -np.inf)
         return _scalar_or_array(out)
@@ -280,7 +325,7 @@ class Spectrum:
         out[x == np.inf] = 1.0
         pos = (x > 0) & np.isfinite(x)
         if np.any(pos):
-            out[pos] = self._cdf_log(np.log(x[pos]))
+            out[pos] = _chunked(self._cdf_log, np.log(x[pos]))
         return _scalar_or_array(np.clip(out, 0.0, 1.0))
 
     def sf(self, x):
@@ -291,24 +336,14 @@ class Spectrum:
         out[x == np.inf] = 0.0
         pos = (x > 0) & np.isfinite(x)
         if np.any(pos):
-            out[pos] = self._sf_log(np.log(x[pos]))
+            out[pos] = _chunked(self._sf_log, np.log(x[pos]))
         return _scalar_or_array(np.clip(out, 0.0, 1.0))
 
     def ppf(self, q):
         """The q-quantile: the smallest lambda with cdf(lambda) >= q (0 inside the atom at 0)."""
         q = _probabilities(q)
-        t = np.asarray(self._ppf_log(q.ravel()), dtype=float).reshape(q.shape)
+        t = np.asarray(_chunked(self._ppf_log, q.ravel()), dtype=float).reshape(q.shape)
         return _scalar_or_array(_lambda_from_log(t, "the quantile", "log_eigenvalues.ppf"))
-
-    def median(self) -> float:
-        """ppf(0.5)."""
-        return float(self.ppf(0.5))
-
-    def interval(self, confidence):
-        """(lo, hi): the equal-tailed interval holding probability ``confidence``."""
-        c = _confidence(confidence)
-        lo, hi = self.ppf(np.array([0.5 - 0.5 * c, 0.5 + 0.5 * c]))
-        return float(lo), float(hi)
 
     def support(self) -> tuple[float, float]:
         """(lo, hi): the smallest closed interval holding the law (lo = 0 with an atom at 0)."""
@@ -354,7 +389,7 @@ class Spectrum:
         ``random_state``: None, an int seed, a ``numpy.random.Generator`` or ``RandomState``.
         """
         u = np.asarray(_uniforms(size, random_state), dtype=float)
-        t = np.asarray(self._ppf_log(u.ravel()), dtype=float).reshape(u.shape)
+        t = np.asarray(_chunked(self._ppf_log, u.ravel()), dtype=float).reshape(u.shape)
         return _scalar_or_array(_lambda_from_log(t, "a sample", "log_eigenvalues.rvs"))
 
     # ---------------------------------------------------------------- views
@@ -383,7 +418,7 @@ class Spectrum:
         d["mean"] = _or_none(self.mean)
         d["var"] = _or_none(self.var)
         d["std"] = _or_none(self.std)
-        d["max_eigenvalue"] = _or_none(lambda: self.support()[1])
+        d["max_eigenvalue"] = _or_none(lambda: self.max_eigenvalue)
         lq = np.atleast_1d(self._ppf_log(p))
         d["log_quantiles"] = {str(float(q)): float(v) for q, v in zip(p, lq)}
         d["quantiles"] = {str(float(q)): (0.0 if v == -math.inf else _or_none(lambda v=v: float(_exp_checked(v, "", ""))))
@@ -539,19 +574,11 @@ def _log_moment_by_quadrature(law: Spectrum, order: int) -> float:
 
 
 # ------------------------------------------------------------------------ views
-class _View:
+class _View(_QuantileVerbs):
     """Shared verbs of the views: quantiles, intervals and samples from their ppf."""
 
     def __init__(self, spectrum: Spectrum):
         self.spectrum = spectrum
-
-    def median(self) -> float:
-        return float(self.ppf(0.5))
-
-    def interval(self, confidence):
-        c = _confidence(confidence)
-        lo, hi = self.ppf(np.array([0.5 - 0.5 * c, 0.5 + 0.5 * c]))
-        return float(lo), float(hi)
 
     def rvs(self, size=None, random_state=None):
         return self.ppf(_uniforms(size, random_state))
@@ -572,7 +599,7 @@ class LogEigenvalues(_View):
         out = np.zeros(t.shape)
         fin = np.isfinite(t)
         if np.any(fin):
-            out[fin] = np.maximum(np.asarray(self.spectrum._pdf_log(t[fin]), dtype=float), 0.0)
+            out[fin] = np.maximum(np.asarray(_chunked(self.spectrum._pdf_log, t[fin]), dtype=float), 0.0)
         return _scalar_or_array(out)
 
     def cdf(self, t):
@@ -582,7 +609,7 @@ class LogEigenvalues(_View):
         out[t == np.inf] = 1.0
         fin = np.isfinite(t)
         if np.any(fin):
-            out[fin] = self.spectrum._cdf_log(t[fin])
+            out[fin] = _chunked(self.spectrum._cdf_log, t[fin])
         return _scalar_or_array(np.clip(out, 0.0, 1.0))
 
     def sf(self, t):
@@ -592,13 +619,13 @@ class LogEigenvalues(_View):
         out[t == np.inf] = 0.0
         fin = np.isfinite(t)
         if np.any(fin):
-            out[fin] = self.spectrum._sf_log(t[fin])
+            out[fin] = _chunked(self.spectrum._sf_log, t[fin])
         return _scalar_or_array(np.clip(out, 0.0, 1.0))
 
     def ppf(self, q):
         """The q-quantile of log lambda (-inf inside the atom at 0)."""
         q = _probabilities(q)
-        return _scalar_or_array(np.asarray(self.spectrum._ppf_log(q.ravel()), dtype=float).reshape(q.shape))
+        return _scalar_or_array(np.asarray(_chunked(self.spectrum._ppf_log, q.ravel()), dtype=float).reshape(q.shape))
 
     def support(self) -> tuple[float, float]:
         """(t_lo, t_hi) (t_lo = -inf when the law reaches lambda = 0)."""
@@ -621,7 +648,7 @@ class SingularValues(_View):
         pos = (s > 0) & np.isfinite(s)
         if np.any(pos):
             ls = np.log(s[pos])
-            g = np.maximum(np.asarray(self.spectrum._pdf_log(2.0 * ls), dtype=float), 0.0)
+            g = np.maximum(np.asarray(_chunked(self.spectrum._pdf_log, 2.0 * ls), dtype=float), 0.0)
             with np.errstate(divide="ignore", over="ignore"):
                 out[pos] = np.where(g > 0, 2.0 * np.exp(np.log(np.where(g > 0, g, 1.0)) - ls), 0.0)
         return _scalar_or_array(out)
@@ -634,7 +661,7 @@ class SingularValues(_View):
         out[s == np.inf] = 1.0
         pos = (s > 0) & np.isfinite(s)
         if np.any(pos):
-            out[pos] = self.spectrum._cdf_log(2.0 * np.log(s[pos]))
+            out[pos] = _chunked(self.spectrum._cdf_log, 2.0 * np.log(s[pos]))
         return _scalar_or_array(np.clip(out, 0.0, 1.0))
 
     def sf(self, s):
@@ -645,13 +672,13 @@ class SingularValues(_View):
         out[s == np.inf] = 0.0
         pos = (s > 0) & np.isfinite(s)
         if np.any(pos):
-            out[pos] = self.spectrum._sf_log(2.0 * np.log(s[pos]))
+            out[pos] = _chunked(self.spectrum._sf_log, 2.0 * np.log(s[pos]))
         return _scalar_or_array(np.clip(out, 0.0, 1.0))
 
     def ppf(self, q):
         """The q-quantile of s (0 inside the atom at 0)."""
         q = _probabilities(q)
-        t = np.asarray(self.spectrum._ppf_log(q.ravel()), dtype=float).reshape(q.shape)
+        t = np.asarray(_chunked(self.spectrum._ppf_log, q.ravel()), dtype=float).reshape(q.shape)
         return _scalar_or_array(_lambda_from_log(0.5 * t, "the singular-value quantile", "log_eigenvalues.ppf"))
 
     def support(self) -> tuple[float, float]:

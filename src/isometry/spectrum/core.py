@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from numbers import Integral
 from typing import Any, Callable
 
 import numpy as np
 
+from .._checks import check_int, check_positive
 from ..activations import get_activation
-from ..meanfield import _positive_number, critical_point, mu, network_parameters
+from ..meanfield import Q_STAR_SCAN, critical_point, mu, network_parameters
 from . import series
 from .base import Spectrum
 from .d2 import D2Law, d2_law
@@ -261,26 +261,12 @@ class UniversalSpectrum(BandSpectrum):
 
 # --------------------------------------------------------------------- construction
 def _check_sigma0_2(sigma0_2) -> float:
-    return _positive_number(sigma0_2, "sigma0_2")
+    return check_positive("sigma0_2", sigma0_2)
 
 
 def _check_depth(depth) -> int:
-    """depth as an int in [1, MAX_DEPTH]; booleans and non-integers are refused."""
-    if isinstance(depth, (bool, np.bool_)):
-        raise TypeError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}")
-    if isinstance(depth, Integral):
-        L = int(depth)
-    else:
-        try:
-            v = float(depth)
-        except (TypeError, ValueError):
-            raise TypeError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}") from None
-        if not (math.isfinite(v) and v == int(v)):
-            raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}")
-        L = int(v)
-    if not 1 <= L <= MAX_DEPTH:
-        raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH:.0e}], got {depth!r}")
-    return L
+    """depth as an int in [1, MAX_DEPTH]; booleans, strings and fractions are refused (3.0 is 3)."""
+    return check_int("depth", depth, 1, hi=MAX_DEPTH, integral_float=True)
 
 
 def _s_series_factory(law: D2Law, wl: WeightLaw, L: int):
@@ -385,7 +371,7 @@ def q_star_for_variance(activation, depth: int, sigma0_2: float,
         m2 = np.asarray(mu(a, q, 2), float)
         return np.vectorize(lambda x, y: _normalised_variance(x, y, L, wl))(m1, m2) - s2
 
-    grid = np.linspace(np.log(1e-12), np.log(1e6), 181)
+    grid = np.linspace(np.log(Q_STAR_SCAN[0]), np.log(Q_STAR_SCAN[1]), 181)
     vals = g(grid)
     lo_v, hi_v = float(np.nanmin(vals)) + s2, float(np.nanmax(vals)) + s2
     idx = np.flatnonzero(np.sign(vals[:-1]) * np.sign(vals[1:]) <= 0)
@@ -407,7 +393,7 @@ def q_star_for_variance(activation, depth: int, sigma0_2: float,
         )
     raise ValueError(
         f"sigma0_2={s2:g} is unreachable for {a.name} with {wl.name} weights at depth {L}: "
-        f"critical networks give Var[lambda] in [{lo_v:.6g}, {hi_v:.6g}] for q* in [1e-12, 1e6]"
+        f"critical networks give Var[lambda] in [{lo_v:.6g}, {hi_v:.6g}] for q* in [{Q_STAR_SCAN[0]:g}, {Q_STAR_SCAN[1]:g}]"
     )
 
 

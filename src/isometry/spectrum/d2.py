@@ -65,24 +65,26 @@ class D2Law:
         return self.nodes_x.size > 0
 
     def _all(self):
+        """(x, p) of every atom and node with x != 0, and the mass at x == 0 (atoms at 0 and the
+        quadrature nodes where phi'(h)^2 underflows to 0, e.g. erf at q >~ 20)."""
         x = np.concatenate([self.atoms_x.astype(complex), self.nodes_x.astype(complex)])
         p = np.concatenate([self.atoms_p.astype(complex), self.nodes_p.astype(complex)])
         keep = x != 0
-        return x[keep], p[keep]
+        return x[keep], p[keep], complex(p[~keep].sum())
 
     def m_and_dm(self, w: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """M(w) = E[x/(w-x)], M'(w) = -E[x/(w-x)^2] and 1 + M(w) = P(x=0) + w E'[1/(w-x)].
 
-        1 + M is summed directly (no cancellation as w -> 0, where M -> -1).
+        1 + M is summed directly (no cancellation as w -> 0, where M -> -1); P(x=0) counts the atoms at
+        0 and the quadrature nodes where phi'(h)^2 underflows to 0.
         """
         w = np.asarray(w, dtype=complex)
         flat = w.ravel()
-        x, p = self._xp
+        x, p, z0 = self._xp
         px = p * x
         m = np.empty(flat.shape, complex)
         dm = np.empty(flat.shape, complex)
         opm = np.empty(flat.shape, complex)
-        z0 = self.zero_mass
         cols = np.stack([px, p], axis=1)
         for s in range(0, flat.size, chunk):
             r = flat[s : s + chunk, None] - x[None, :]

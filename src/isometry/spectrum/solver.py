@@ -121,7 +121,10 @@ class Universal:
         return lz, dlz, m
 
     def physical(self, y, m) -> np.ndarray:
-        return np.asarray(m).imag <= 0
+        # real M < -1 is lambda in (0, lambda_min), below the support: a trace that reaches it has met a lower edge
+        m = np.asarray(m)
+        below = (np.abs(m.imag) <= 1e-13 * (1.0 + np.abs(m))) & (m.real < -1.0 - 1e-9)
+        return (m.imag <= 0) & ~below
 
     def real_intervals(self):
         return [(0.0, np.inf), (-np.inf, -1.0)]

@@ -46,7 +46,8 @@ from torch.func import jvp, vjp, vmap
 
 from ..spectrum.base import Spectrum, _probabilities, _real_array, _uniforms
 from ._common import as_generator, check_fits, check_int
-from .jacobian import _flat_fn, _quiet_forward_ad
+from .body import math_attention
+from .jacobian import _first_call, _flat_fn, _quiet_forward_ad
 
 __all__ = ["spectrum_estimate", "SpectrumEstimate", "DEFAULT_N_PROBES", "DEFAULT_N_LANCZOS"]
 
@@ -622,10 +623,8 @@ def spectrum_estimate(
     if not (isinstance(f, torch.nn.Module) or callable(f)):
         raise TypeError(f"f must be a torch.nn.Module or a callable, got {type(f).__name__}")
     fn, x0 = _flat_fn(f, x, dtype)
-    with torch.no_grad():
-        y0 = fn(x0)
-    if not isinstance(y0, torch.Tensor) or not torch.is_floating_point(y0):
-        raise TypeError("f must return a floating-point tensor")
+    with math_attention():
+        y0 = _first_call(fn, x0, getattr(x, "shape", x0.shape))
     m, n = y0.numel(), x0.numel()
     if m == 0:
         raise ValueError(f"f returned an empty output (shape {tuple(y0.shape)}): its Jacobian has no eigenvalues")
@@ -639,8 +638,8 @@ def spectrum_estimate(
     else:
         q = torch.randn(n_probes, d, generator=gen, dtype=wdt)
     q = (q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)).to(x0.device)
-    apply = _gram_operator(fn, x0, m, n)
-    alpha, beta, steps = _lanczos(apply, q, k)
+    with math_attention():
+        alpha, beta, steps = _lanczos(_gram_operator(fn, x0, m, n), q, k)
     if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(beta))):
         raise ValueError("x: the Jacobian-vector products of f at this input are not finite (overflow or NaN)")
     nodes, weights, resid = _quadrature(alpha, beta, steps)

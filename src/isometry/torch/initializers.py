@@ -138,6 +138,22 @@ def _fill_orthogonal(tensor: torch.Tensor, sigma_w2: float, groups: int, generat
     return gain
 
 
+def _fill_full_orthogonal(tensor: torch.Tensor, sigma_w2: float, groups: int, generator) -> float:
+    """Critical orthogonal fill of a conv kernel over its whole fan-in (in / groups x kernel taps):
+    per group, the kernel flattened to (out / groups) x fan_in is Haar with orthonormal rows or
+    columns, rows of squared norm sigma_w2; returns the gain used."""
+    c_out_g = tensor.shape[0] // groups
+    fan_in = int(np.prod(tensor.shape[1:]))
+    gain = _orthogonal_gain(sigma_w2, c_out_g, fan_in)
+    if tensor.is_meta:
+        return gain
+    with torch.no_grad():
+        for g in range(groups):
+            h = gain * _haar(c_out_g, fan_in, generator, _work_dtype(tensor))
+            tensor[g * c_out_g:(g + 1) * c_out_g] = h.reshape(c_out_g, *tensor.shape[1:]).to(tensor.dtype)
+    return gain
+
+
 def _fill_normal(tensor: torch.Tensor, sigma_w2: float, generator) -> float:
     """W_ij ~ N(0, sigma_w2 / fan_in), fan_in = prod(shape[1:]); returns sigma_w."""
     gain = math.sqrt(sigma_w2)

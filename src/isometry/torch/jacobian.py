@@ -25,13 +25,13 @@ forward mixes examples (BatchNorm in train mode) has no per-input Jacobian.
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 
 import numpy as np
 import torch
 from torch.func import functional_call, jvp, vjp, vmap
 
+from .._checks import check_nonnegative
 from ._common import as_generator, check_fits, check_int
 
 __all__ = ["jacobian", "jacobian_eigenvalues", "top_singular_values"]
@@ -40,15 +40,20 @@ __all__ = ["jacobian", "jacobian_eigenvalues", "top_singular_values"]
 @contextlib.contextmanager
 def _quiet_forward_ad():
     """torch's forward-mode AD loads jit-scripted decompositions on first use, which warns
-    that ``torch.jit.script`` is deprecated: not the caller's concern."""
+    that ``torch.jit.script`` is deprecated, and ``vmap`` warns when an op (attention's backward)
+    has no batching rule and runs probe by probe: neither is the caller's concern."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*performance drop because we have not yet implemented the "
+                                r"batching rule", category=UserWarning)
         yield
 
 
 def _flat_fn(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
     if not isinstance(model, torch.nn.Module) and not callable(model):
         raise TypeError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
+    if isinstance(x, (bool, np.bool_)) or (isinstance(x, torch.Tensor) and x.dtype == torch.bool):
+        raise TypeError(f"x must be a tensor or an array of numbers, got a boolean {x!r}"[:200])
     if not isinstance(x, torch.Tensor):
         try:
             x = torch.as_tensor(np.asarray(x))
@@ -56,10 +61,12 @@ def _flat_fn(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None)
             raise TypeError(f"x must be a tensor or an array of numbers, got {type(x).__name__}") from None
     if x.numel() == 0:
         raise ValueError(f"x must be a non-empty tensor, got shape {tuple(x.shape)}")
+    if x.is_complex():
+        raise TypeError(f"x must be a real tensor or array, got dtype {x.dtype}")
     if not torch.is_floating_point(x):
         x = x.to(torch.get_default_dtype())
     if dtype is not None:
-        if dtype not in (torch.float32, torch.float64):
+        if not any(dtype is d for d in (torch.float32, torch.float64)):
             raise TypeError(f"dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
         x = x.to(dtype)
     shape = x.shape
@@ -77,6 +84,19 @@ def _flat_fn(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None)
         return call(v.reshape(shape)).reshape(-1)
 
     return f, x.detach().reshape(-1)
+
+
+def _first_call(f, x0: torch.Tensor, shape) -> torch.Tensor:
+    """f(x0), with a failure of the model on this input reported as a ValueError naming x."""
+    try:
+        with torch.no_grad():
+            y0 = f(x0)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"model(x) failed for x of shape {tuple(shape)} and dtype {x0.dtype}: {first}") from None
+    if not isinstance(y0, torch.Tensor) or not y0.is_floating_point():
+        raise ValueError(f"model(x) must return a floating-point tensor for x of shape {tuple(shape)}")
+    return y0
 
 
 def _check_jacobian_fits(m: int, n: int, itemsize: int, chunk_size: int, extra: int, what: str) -> None:
@@ -103,8 +123,7 @@ def jacobian(model, x: torch.Tensor, *, chunk_size: int = 64, dtype: torch.dtype
 def _jacobian(model, x, *, chunk_size, dtype, extra: int, what: str) -> torch.Tensor:
     chunk_size = check_int("chunk_size", chunk_size)
     f, x0 = _flat_fn(model, x, dtype)
-    with torch.no_grad():
-        y0 = f(x0)
+    y0 = _first_call(f, x0, getattr(x, "shape", x0.shape))
     m, n = y0.numel(), x0.numel()
     _check_jacobian_fits(m, n, y0.element_size(), chunk_size, extra, what)
     out = torch.empty(m, n, dtype=y0.dtype)
@@ -112,13 +131,14 @@ def _jacobian(model, x, *, chunk_size, dtype, extra: int, what: str) -> torch.Te
         _, pullback = vjp(f, x0)
         rows = vmap(lambda u: pullback(u)[0])
         for s in range(0, m, chunk_size):
-            e = torch.zeros(min(chunk_size, m - s), m, dtype=y0.dtype)
+            e = torch.zeros(min(chunk_size, m - s), m, dtype=y0.dtype, device=y0.device)
             e[torch.arange(e.shape[0]), torch.arange(s, s + e.shape[0])] = 1
-            out[s:s + e.shape[0]] = rows(e).detach()
+            with _quiet_forward_ad():
+                out[s:s + e.shape[0]] = rows(e).detach()
     else:
         cols = vmap(lambda v: jvp(f, (x0,), (v,))[1])
         for s in range(0, n, chunk_size):
-            e = torch.zeros(min(chunk_size, n - s), n, dtype=x0.dtype)
+            e = torch.zeros(min(chunk_size, n - s), n, dtype=x0.dtype, device=x0.device)
             e[torch.arange(e.shape[0]), torch.arange(s, s + e.shape[0])] = 1
             with _quiet_forward_ad():
                 out[:, s:s + e.shape[0]] = cols(e).detach().T
@@ -149,24 +169,33 @@ def jacobian_eigenvalues(model, x: torch.Tensor, *, chunk_size: int = 64,
     """
     j = _jacobian(model, x, chunk_size=chunk_size, dtype=dtype, extra=8 * 2, what="jacobian_eigenvalues")
     m, n = j.shape
-    s = np.linalg.svd(j.numpy().astype(np.float64), compute_uv=False)
+    s = np.linalg.svd(j.cpu().numpy().astype(np.float64), compute_uv=False)
     lam = np.zeros(m)
     lam[: s.size] = s * s
     return np.sort(lam)
+
+
+EXACT_SMALLEST_DIM = 4096
+"""Up to this min(m, n), ``top_singular_values(which="smallest")`` forms J and is exact."""
 
 
 def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "largest", dtype: torch.dtype | None = None,
                         tol: float = 0.0, maxiter: int | None = None,
                         generator: torch.Generator | int | None = None) -> np.ndarray:
     """The k largest (``which="largest"``, descending) or smallest (``"smallest"``, ascending)
-    singular values of J without forming it: ARPACK's implicitly restarted Lanczos
-    (``scipy.sparse.linalg.svds``) on J v = ``torch.func.jvp`` and J^T u = ``torch.func.vjp``;
-    the smallest by shift-invert Lanczos at 0 (``eigsh(sigma=0)``) on the smaller Gram
-    operator, each inverse applied by conjugate gradients (cost grows with sqrt(cond)).
+    singular values of J.
 
-    Needs k < min(m, n). The smallest ones converge slowly when they cluster; for
-    small models :func:`jacobian_eigenvalues` is exact. ARPACK's start vector is drawn from
-    ``generator`` (a ``torch.Generator``, an int seed, or None for torch's global generator).
+    The largest: ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.svds``) on
+    J v = ``torch.func.jvp`` and J^T u = ``torch.func.vjp``, J never formed. The smallest: when
+    min(m, n) <= ``EXACT_SMALLEST_DIM`` (4096) J is formed (min(m, n) products) and its float64 SVD
+    gives them exactly, however ill-conditioned J is; above that, shift-invert Lanczos at 0
+    (``eigsh(sigma=0)``) on the smaller Gram operator, each inverse applied by conjugate gradients,
+    whose cost grows with sqrt(cond): a J too ill-conditioned for that route raises ``ValueError``
+    instead of returning an unconverged value.
+
+    Needs k < min(m, n). ``tol`` is ARPACK's relative accuracy, in [0, 1) (0: machine
+    precision). ARPACK's start vector is drawn from ``generator`` (a ``torch.Generator``, an int
+    seed, or None for torch's global generator).
 
     >>> net = torch.nn.Sequential(torch.nn.Linear(20, 20), torch.nn.Tanh())
     >>> top_singular_values(net, torch.randn(20), 2, generator=0).shape
@@ -179,29 +208,31 @@ def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "lar
     k = check_int("k", k)
     if maxiter is not None:
         maxiter = check_int("maxiter", maxiter)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
-        raise TypeError(f"tol must be a number, got {type(tol).__name__}")
-    if not math.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be finite and >= 0, got {tol!r}")
+    tol = check_nonnegative("tol", tol)
+    if tol >= 1:
+        raise ValueError(f"tol must be in [0, 1) (ARPACK's relative accuracy; 0: machine precision), got {tol!r}")
     gen = as_generator(generator)
     f, x0 = _flat_fn(model, x, dtype)
-    with torch.no_grad():
-        y0 = f(x0)
+    y0 = _first_call(f, x0, getattr(x, "shape", x0.shape))
     m, n = y0.numel(), x0.numel()
     if not k < min(m, n):
         raise ValueError(f"k must be an integer in [1, {min(m, n) - 1}] (min(m, n) - 1 for this model), got {k!r}; "
                          "use jacobian_eigenvalues for all singular values")
+    if which == "smallest" and min(m, n) <= EXACT_SMALLEST_DIM:
+        j = _jacobian(model, x, chunk_size=64, dtype=dtype, extra=8 * 2, what="top_singular_values")
+        sv = np.linalg.svd(j.cpu().numpy().astype(np.float64), compute_uv=False)
+        return np.sort(sv)[:k].copy()
     tdt = y0.dtype
     _, pullback = vjp(f, x0)
 
     def matvec(v):
-        v = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1), dtype=tdt)
+        v = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1), dtype=tdt, device=x0.device)
         with _quiet_forward_ad():
-            return jvp(f, (x0,), (v,))[1].detach().numpy().astype(np.float64)
+            return jvp(f, (x0,), (v,))[1].detach().cpu().numpy().astype(np.float64)
 
     def rmatvec(u):
-        u = torch.as_tensor(np.asarray(u, dtype=np.float64).reshape(-1), dtype=tdt)
-        return pullback(u)[0].detach().numpy().astype(np.float64)
+        u = torch.as_tensor(np.asarray(u, dtype=np.float64).reshape(-1), dtype=tdt, device=x0.device)
+        return pullback(u)[0].detach().cpu().numpy().astype(np.float64)
 
     op = LinearOperator((m, n), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
     v0 = torch.randn(max(m, n), generator=gen, dtype=torch.float64).numpy()
@@ -221,10 +252,12 @@ def top_singular_values(model, x: torch.Tensor, k: int = 6, *, which: str = "lar
         gram = LinearOperator((dim, dim), matvec=gmv, dtype=np.float64)
 
         def solve(b):
-            y, info = cg(gram, np.asarray(b, dtype=np.float64).reshape(-1), rtol=1e-13, atol=0.0, maxiter=cg_maxiter)
-            if info > 0 and not np.all(np.isfinite(y)):
-                raise np.linalg.LinAlgError("conjugate gradients failed on the Gram operator: J is (numerically) "
-                                            "rank deficient, so its smallest singular values are ~0")
+            y, info = cg(gram, np.asarray(b, dtype=np.float64).reshape(-1), rtol=1e-10, atol=0.0, maxiter=cg_maxiter)
+            if info != 0 or not np.all(np.isfinite(y)):
+                raise ValueError(
+                    f"which='smallest': conjugate gradients on the {dim} x {dim} Gram operator did not converge in "
+                    f"{cg_maxiter} steps, so J is too ill-conditioned (or rank deficient) for the iterative route; "
+                    "use jacobian_eigenvalues (exact) on a smaller input, or which='largest'")
             return y
 
         cg_maxiter = 20 * dim

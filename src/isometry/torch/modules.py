@@ -29,7 +29,10 @@ from torch import nn
 from ..activations import ACTIVATIONS, Activation, get_activation
 from ._common import check_fits, check_int
 
-__all__ = ["Erf", "ShiftedReLU", "LinearActivation", "activation_module", "detect_activation", "mlp"]
+__all__ = [
+    "Erf", "ShiftedReLU", "LinearActivation", "InputNormalization", "activation_module", "detect_activation",
+    "functional_activation_module", "mlp",
+]
 
 _ERF_SCALE = math.sqrt(math.pi) / 2.0
 
@@ -75,6 +78,73 @@ class LinearActivation(nn.Identity):
     Deep linear networks are critical at sigma_w2 = 1, sigma_b2 = 0 for every q*, and exactly
     isometric with orthogonal weights.
     """
+
+
+class InputNormalization(nn.Module):
+    """Scale each example to mean squared coordinate ``q``: x -> x sqrt(q / mean(x^2)), per example.
+
+    The mean field describes inputs of one length: every example x should reach the first
+    critical layer with mean(x^2) = ``input_q`` (:attr:`isometry.torch.InitReport.input_q`; 1 for
+    the kernel-shaped modes, whose layers sit at q = 1). Scaling the data set by its *average*
+    mean square leaves each example at its own length (a data set's per-example means commonly
+    spread by a factor 2-3), and the Jacobian of the network then differs from example to example.
+    Put this module first: :func:`critical_init_` recognises it at the front of a model, sets ``q``
+    to the report's ``input_q`` and states that the prediction then holds for every example (the
+    per-location normalisation of Martens et al. 2021 with the mean over a whole example).
+
+    The mean is over every dimension but the first (the batch), or over ``dim`` when given (e.g.
+    ``dim=1``: the channels at each position of a feature map). An example of all zeros stays zero.
+    ``q`` is saved in the module's ``state_dict``.
+
+    Args:
+        q: the mean squared coordinate of every normalised example, > 0.
+        dim: the dimension(s) to average over (default: all but the first).
+        eps: the smallest mean square divided by (zero inputs stay zero).
+
+    Example:
+        >>> m = InputNormalization(q=0.5)
+        >>> x = torch.tensor([[1.0, 3.0], [0.1, 0.1]])
+        >>> m(x).pow(2).mean(dim=1)
+        tensor([0.5000, 0.5000])
+    """
+
+    def __init__(self, q: float = 1.0, *, dim: int | tuple[int, ...] | None = None, eps: float = 1e-30) -> None:
+        super().__init__()
+        self.q = _positive_number(q, "q")
+        if dim is not None and not (isinstance(dim, int) and not isinstance(dim, bool)) and not (
+                isinstance(dim, tuple) and dim and all(isinstance(d, int) and not isinstance(d, bool) for d in dim)):
+            raise TypeError(f"dim must be an int, a non-empty tuple of ints or None, got {dim!r}")
+        self.dim = dim
+        self.eps = _positive_number(eps, "eps")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dim is None:
+            if x.dim() < 2:
+                raise ValueError(f"InputNormalization needs a batch of examples (at least 2 dimensions), got shape "
+                                 f"{tuple(x.shape)}; pass dim= to normalise over given dimensions")
+            dims: int | tuple[int, ...] = tuple(range(1, x.dim()))
+        else:
+            dims = self.dim
+        ms = x.pow(2).mean(dim=dims, keepdim=True)
+        return x * torch.rsqrt(ms.clamp_min(self.eps) / self.q)
+
+    def extra_repr(self) -> str:
+        return f"q={self.q!r}" + ("" if self.dim is None else f", dim={self.dim!r}")
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"q": self.q}
+
+    def set_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.q = _positive_number(state["q"], "q")
+
+
+def _positive_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
 
 
 # ------------------------------------------------------------------ registry <-> modules
@@ -196,6 +266,75 @@ def detect_activation(module: nn.Module) -> tuple[Activation, str] | None:
     return None
 
 
+# ------------------------------------------------------------------ functional activations
+def _functional_table() -> dict[Any, tuple[type, tuple[str, ...]]]:
+    """Functional (and Tensor-method) forms of the activation modules: each callable maps to the
+    module class computing the same function and the names of its positional arguments after
+    the input, in the functional's order. Built once, here only."""
+    import torch.nn.functional as F
+
+    entries: list[tuple[tuple, type, tuple[str, ...]]] = [
+        ((torch.tanh, F.tanh, torch.tanh_, torch.Tensor.tanh, torch.Tensor.tanh_, "tanh", "tanh_"), nn.Tanh, ()),
+        ((torch.sigmoid, F.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_, "sigmoid",
+          "sigmoid_"), nn.Sigmoid, ()),
+        ((torch.relu, F.relu, torch.relu_, F.relu_, torch.Tensor.relu, torch.Tensor.relu_, "relu", "relu_"),
+         nn.ReLU, ()),
+        ((F.leaky_relu, F.leaky_relu_), nn.LeakyReLU, ("negative_slope",)),
+        ((F.elu, F.elu_), nn.ELU, ("alpha",)),
+        ((F.selu, torch.selu, torch.selu_, F.selu_), nn.SELU, ()),
+        ((F.silu,), nn.SiLU, ()),
+        ((F.gelu,), nn.GELU, ("approximate",)),
+        ((F.softplus,), nn.Softplus, ("beta", "threshold")),
+        ((F.hardtanh, F.hardtanh_), nn.Hardtanh, ("min_val", "max_val")),
+    ]
+    return {key: (cls, names) for keys, cls, names in entries for key in keys}
+
+
+_FUNCTIONAL: dict[Any, tuple[type, tuple[str, ...]]] = {}
+
+#: Keyword arguments of functional activations that do not change the function computed.
+_NEUTRAL_KWARGS = frozenset({"inplace"})
+
+
+def functional_activation_module(function, args: tuple = (), kwargs: Mapping[str, Any] | None = None) -> nn.Module | None:
+    """The activation module equivalent to the call ``function(input, *args, **kwargs)``, or None.
+
+    ``function`` is a torch function (``torch.tanh``, ``F.relu``, ``F.leaky_relu``, ...), a
+    ``torch.Tensor`` method (``torch.Tensor.tanh``) or a method name as ``torch.fx`` records it
+    (``"tanh"``); ``args`` are the arguments after the input (numbers and strings only). This
+    table is the one place that knows the functional forms; :func:`detect_activation` then maps
+    the module to the registry record, so ``torch.tanh`` is recognised exactly as ``nn.Tanh``.
+
+    >>> import torch.nn.functional as F
+    >>> functional_activation_module(F.leaky_relu, (0.2,))
+    LeakyReLU(negative_slope=0.2)
+    """
+    if not _FUNCTIONAL:
+        _FUNCTIONAL.update(_functional_table())
+    try:
+        entry = _FUNCTIONAL.get(function)
+    except TypeError:  # unhashable
+        return None
+    if entry is None:
+        return None
+    cls, names = entry
+    if len(args) > len(names):
+        return None
+    kw = dict(zip(names, args))
+    for k, v in (kwargs or {}).items():
+        if k in _NEUTRAL_KWARGS:
+            continue
+        if k not in names:
+            return None
+        kw[k] = v
+    if not all(isinstance(v, (numbers.Real, str)) for v in kw.values()):
+        return None  # a tensor-valued slope: not a fixed activation
+    try:
+        return cls(**kw)
+    except (TypeError, ValueError):
+        return None
+
+
 # ------------------------------------------------------------------ the MLP builder
 _MODULE_BYTES = 3_000
 """Resident memory of one small ``nn.Module`` (a Linear with its meta parameters, or an
@@ -230,6 +369,7 @@ def mlp(
     d_out: int | None = None,
     *,
     bias: bool = True,
+    normalize_input: bool = False,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     **params: Any,
@@ -238,6 +378,8 @@ def mlp(
 
     Layout (an ``nn.Sequential``):
 
+    * if ``normalize_input``, an :class:`InputNormalization` scaling each example to one mean
+      square (set by :func:`critical_init_` to the report's ``input_q``);
     * if ``d_in`` is given and differs from ``width``, a *stem* ``Linear(d_in, width)`` with no
       activation (not counted in ``depth``);
     * the critical stack: ``depth`` x (``Linear(width, width)``, phi);
@@ -263,6 +405,8 @@ def mlp(
     d_out = check_int("d_out", d_out, none=True)
     if not isinstance(bias, bool):
         raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+    if not isinstance(normalize_input, bool):
+        raise TypeError(f"normalize_input must be a bool, got {type(normalize_input).__name__}")
     if isinstance(activation, nn.Module):
         if params:
             raise ValueError(f"parameters {sorted(params)} cannot be given with an activation module")
@@ -280,7 +424,7 @@ def mlp(
     check_fits(need, f"mlp(depth={depth}, width={width}) with {n_mod} modules",
                "reduce depth or width (or build on device='meta' to skip the parameters)")
     kw = {"bias": bias, "dtype": dtype, "device": device}
-    layers: list[nn.Module] = []
+    layers: list[nn.Module] = [InputNormalization()] if normalize_input else []
     if d_in is not None and d_in != width:
         layers.append(nn.Linear(d_in, width, **kw))
     for _ in range(depth):
