@@ -18,8 +18,8 @@ from ._common import out_dir, print_json
 
 SCALE_HELP = ("quick: L=8, N=32 (seconds; CI); default: L=32, N=64, 3 seeds, learning-rate grids centred on the "
               "measured optimum; full: the larger CPU grids of isometry 0.1; paper: CIFAR-10, L=200, N=400, 1e5 "
-              "steps (for GPUs). E4 has its own sizes: quick: digits, N=16, L=16,32; default: digits, N=64, "
-              "L=32,128, tanh and ReLU, Adam, 200 steps; full: digits, N=128, L=8..256, Adam and momentum, CNN and "
+              "steps (for GPUs). E4 has its own sizes: quick: digits, N=16, L=8,16, 60 steps; default: digits, N=64, "
+              "L=32,128, tanh and ReLU, Adam, 150 steps; full: digits, N=128, L=8..256, Adam and momentum, CNN and "
               "ResNet; paper: mnist1d at the full sizes, 1000 steps")
 
 

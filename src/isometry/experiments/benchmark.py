@@ -18,8 +18,8 @@ at k = -2, 0, 2 (a decade, half a decade apart). The rate is chosen per group on
 higher final accuracy, then the smaller rate (:func:`isometry.experiments.analysis.best_learning_rates`);
 a chosen rate at an edge of the grid adds the next rate beyond it (half a decade), at most
 ``max_extra`` per side, and the choice is made again (the rule of the other experiments). Then the
-chosen rate is run on the reported seeds 0 .. seeds - 1 for the whole step budget (no stop at the
-target), which gives the steps to the target (the first evaluation at or above it; never: the run
+chosen rate is run on the reported seeds 0 .. seeds - 1 (``quick``, ``default``: until the target
+or the step budget; ``full``, ``paper``: for the whole step budget), which gives the steps to the target (the first evaluation at or above it; never: the run
 did not reach it), the final accuracy, the divergence step and the measured spectrum of the body's
 J J^T at initialisation (mean and variance of its eigenvalues: the measured isometry).
 

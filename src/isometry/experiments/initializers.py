@@ -78,6 +78,10 @@ def initializer_package(name: str) -> tuple[str, str | None]:
     if name not in PACKAGES:
         raise ValueError(f"initializer must be one of {', '.join(INITIALIZERS)}, got {name!r}")
     dist = PACKAGES[name]
+    if dist == "isometry":  # this package's version is its own (an editable install's metadata can lag)
+        from .. import __version__
+
+        return dist, __version__
     try:
         return dist, importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

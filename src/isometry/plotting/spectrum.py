@@ -137,7 +137,7 @@ def _clip_edge_singularity(ax, pos, dens, sym: str) -> None:
         ax.set_ylim(0.0, top)
         x_edge = 10.0 ** pos[i] if ax.get_xscale() == "log" else pos[i]
         ax.annotate("density diverges at this edge\n(integrable; axis cut)", xy=(x_edge, top), xycoords="data",
-                    xytext=(-8, -28), textcoords="offset points", ha="right", fontsize=8,
+                    xytext=(14, -6), textcoords="offset points", ha="left", va="top", fontsize=8,
                     arrowprops={"arrowstyle": "->", "color": "0.3", "lw": 0.8})
 
 

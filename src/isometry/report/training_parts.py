@@ -181,7 +181,7 @@ def training_part(ctx: Context) -> PartResult:
             "best learning rate scales like 1/L and the time to target at the best rate like sqrt(L). At this scale "
             f"({experiment_scale(ctx)}: {n_runs} training runs, shared between the experiments where their grids "
             f"overlap, trained in batches of same-shaped networks on {sweep.workers or 'the cluster'}'s workers) the "
-            "experiments are far smaller than the paper's (see the README). Learning-rate grids are centred on the "
+            "experiments are far smaller than the paper's (docs/training.md gives every scale). Learning-rate grids are centred on the "
             "measured optimum eta* ~ c/L and extended wherever a best rate fell at a grid edge"
             + (f" (still at an edge after the extension: {', '.join(edge)})" if edge else "")
             + "; the training outcomes are reported as measured, pass or fail. Measured: " + " | ".join(texts))

@@ -695,9 +695,11 @@ def _plot_estimate(est: SpectrumEstimate, *, ax=None, path=None, scale="log", ke
             ax.plot([0.0], [0.0], "o", color="C3", ms=8, clip_on=False, label=f"atom at 0, mass {est.zero_mass:.3g}")
         else:
             ax.plot([], [], "o", color="C3", label=f"atom at lambda = 0 (off the axis), mass {est.zero_mass:.3g}")
-    ax.set_ylim(bottom=0.0)
+    # headroom above the curve for the legend (it lists up to five entries, as wide as the axes)
+    n_entries = len(ax.get_legend_handles_labels()[1])
+    ax.set_ylim(0.0, ax.get_ylim()[1] * (1.0 + 0.12 * n_entries))
     ax.set_title(title or (f"SLQ spectrum of J J^T, J: {est.n_out} x {est.n_in}\n"
                            f"mean {est.mean():.4g} +- {est.mean_se():.2g}, var {est.var():.4g} +- {est.var_se():.2g}"),
                  fontsize=10)
-    ax.legend(fontsize=7.5, loc="best")
+    ax.legend(fontsize=7.5, loc="upper left", framealpha=0.9)
     return finish(fig, path)

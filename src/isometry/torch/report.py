@@ -45,7 +45,8 @@ FLUCTUATION_LIMIT = 0.1
 """Largest finite-width fluctuation index for which the infinite-width prediction is trusted."""
 
 RELIABILITY_RULE = (
-    "reliable = fluctuation <= 0.1, fluctuation = (3 sigma^2_JJT - L_gauss) / N: the variance of "
+    "reliable = fluctuation <= 0.1, fluctuation = (3 Var/E^2 - L_gauss) / N (Var/E^2 of the eigenvalues of J J^T, "
+    "sigma^2_JJT at criticality): the variance of "
     "log(|J v|^2 / |v|^2) over random inputs and directions v at width N predicted by the per-layer spread "
     "(3 (mu2/mu1^2 - 1) / N per layer from the diagonal D, 2 / N more per layer with Gaussian weights, "
     "L_gauss the number of such layers); it grows with the depth-to-width ratio L / N (Hanin & Nica 2019), "
