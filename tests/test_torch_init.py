@@ -724,3 +724,17 @@ def test_init_report_argument_lists_exit_0_or_2_with_one_line(capsys):
             assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
     check()
+
+
+def test_report_says_when_the_measurement_disagrees_with_the_prediction():
+    """Data at the wrong scale (q = 1 where the critical layers assume q* ~ 0.05): the measured mean
+    eigenvalue is far from 1 and the report says so; at input_q the same network agrees."""
+    torch.manual_seed(0)
+    m = nn.Sequential(*[mod for _ in range(8) for mod in (nn.Linear(64, 64), nn.Tanh())])
+    r = critical_init_(m, example_input=torch.randn(32, 64), generator=0)
+    assert r.measured_mean < 0.5 and "mean" in r.measurement_disagrees
+    assert "NOT as predicted" in str(r)
+    r = critical_init_(m, example_input=torch.randn(32, 64) * math.sqrt(r.input_q), generator=0)
+    assert abs(r.measured_mean - 1) < 0.1 and r.measurement_disagrees == ""
+    assert "NOT as predicted" not in str(r)
+    assert critical_init_(m, generator=0).measurement_disagrees == ""  # nothing measured

@@ -278,6 +278,7 @@ class InitReport:
         d["shaping"] = self.shaping.to_dict() if self.shaping is not None else None
         d["layers"] = [layer.to_dict() for layer in self.layers]
         d["blocks"] = [block.to_dict() for block in self.blocks]
+        d["measurement_disagrees"] = self.measurement_disagrees
         d["isometry_rule"] = ISOMETRY_RULE
         d["reliability_rule"] = RELIABILITY_RULE
         d["variance_tolerance_rule"] = VARIANCE_TOLERANCE_RULE
@@ -313,6 +314,24 @@ class InitReport:
         from ..plotting.init import plot_init_report
 
         return plot_init_report(self, ax=ax, path=path)
+
+    @property
+    def measurement_disagrees(self) -> str:
+        """Empty when the measurement at ``example_input`` agrees with the prediction (mean within 10%,
+        variance within ``variance_tolerance``); else what disagrees, e.g. ``"variance 1.18 against
+        0.25 +- 0.29"``. Empty when there is no measurement or the prediction is the measurement."""
+        if not (math.isfinite(self.measured_mean) and math.isfinite(self.predicted_mean)):
+            return ""
+        if self.prediction.startswith("measured"):  # the prediction is the measurement
+            return ""
+        out = []
+        if abs(self.measured_mean - self.predicted_mean) > 0.1 * abs(self.predicted_mean):
+            out.append(f"mean {self.measured_mean:.3g} against {self.predicted_mean:.3g} +- 10%")
+        if (math.isfinite(self.measured_variance) and math.isfinite(self.variance_tolerance)
+                and abs(self.measured_variance - self.predicted_variance) > self.variance_tolerance):
+            out.append(f"variance {self.measured_variance:.3g} against {self.predicted_variance:.3g} +- "
+                       f"{self.variance_tolerance:.2g}")
+        return ", ".join(out)
 
     def __str__(self) -> str:
         width = "" if self.width is None else f", width N = {self.width}"
@@ -350,8 +369,11 @@ class InitReport:
             f"{self.predicted_max_singular_value:.6g}",
         ]
         if math.isfinite(self.measured_mean):
+            off = self.measurement_disagrees
             lines.append(f"  measured at the example input: mean {self.measured_mean:.4g}, variance "
-                         f"{self.measured_variance:.4g} +- {self.measured_variance_se:.2g}")
+                         f"{self.measured_variance:.4g} +- {self.measured_variance_se:.2g}"
+                         + (f": NOT as predicted ({off}); the theory's assumptions do not hold for this network "
+                            "at this input (see the notes)" if off else ""))
         lines.append(f"  reliable: {'yes' if self.reliable else 'NO'} (fluctuation {self.fluctuation:.3g}, "
                      f"L/N = {self.depth_to_width:.3g})")
         lines.append(f"  isometric: {'yes' if self.isometric else 'NO'}" + ("" if self.isometric else f" ({self.reason})"))
