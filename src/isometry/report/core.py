@@ -476,6 +476,11 @@ def _markdown(ctx: Context, results: list[PartResult], summary: dict, header: st
     return "\n".join(md)
 
 
+def _paragraphs(text: str) -> str:
+    """A part's text as HTML paragraphs (a blank line separates two, as in the Markdown report)."""
+    return "".join(f"<p>{html.escape(p.strip())}</p>" for p in text.split("\n\n") if p.strip())
+
+
 def _anchor(name: str) -> str:
     return "part-" + "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)
 
@@ -583,7 +588,7 @@ def _html_page(ctx: Context, results: list[PartResult], summary: dict, header: s
                 figs.append(f'<p class="missing">Figure file missing: {e(Path(f).as_posix())}</p>')
         table = _checks_table(r.checks, part_column=False, table_id=f"checks-{_anchor(r.name)}") if r.checks else ""
         done = f"computed in {_fmt_seconds(r.seconds)}" + (" (reused from an earlier run)" if r.reused else "")
-        sections.append(f'<section id="{_anchor(r.name)}"><h2>{e(r.title)}</h2><p>{e(r.text)}</p>{"".join(figs)}'
+        sections.append(f'<section id="{_anchor(r.name)}"><h2>{e(r.title)}</h2>{_paragraphs(r.text)}{"".join(figs)}'
                         f'{table}<p class="t">{r.n_passed} / {len(r.checks)} checks passed; {e(done)}.</p></section>')
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{e(TITLE)}</title>'

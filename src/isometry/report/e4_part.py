@@ -178,7 +178,7 @@ def e4_part(ctx: Context) -> PartResult:
         + (" for the whole step budget" if z.to_budget else " until the target (or the step budget)")
         + ". For ReLU networks dks's rows use its Leaky "
         "ReLU (dks supports ReLU only partially under DKS and not under TAT), and this package's TAT mode shapes a "
-        "Leaky ReLU too. "
+        "Leaky ReLU too.\n\n"
         f"At this scale ({scale}): {z.data}, fully connected width {z.width}, depths "
         f"{', '.join(map(str, z.mlp_depths))}"
         + (f", {', '.join(f'{a} at L={d}' for a, d in z.conv)} with {z.conv_width} channels" if z.conv else "")
@@ -188,11 +188,13 @@ def e4_part(ctx: Context) -> PartResult:
         + (" Not run (the shaping cannot reach its target): " + "; ".join(
             f"{labels[s['initializer']]} at {s['architecture']} {s['activation']} L={s['depth']}" for s in skipped)
            + "." if skipped else "")
-        + " Measured, per cell: " + " | ".join(_cell_text(c, labels) for c in cells)
-        + ". Effect of depth: " + " | ".join(_effect_text(e, labels) for e in analysis["effect"])
-        + f". This package's best mode tied or beat the best peer in {done['ties_or_beats']} of {done['cells']} "
-          f"cells of depth >= 32" + (", and lost in: " + "; ".join(
-            f"{_cell_name(c)} to {labels[c['comparison']['peer']]}" for c in wins) if wins else "") + ". "
+        + "\n\nMeasured, per cell:\n\n" + "\n\n".join(_cell_text(c, labels) + "." for c in cells)
+        + "\n\nEffect of depth:\n\n" + "\n\n".join(_effect_text(e, labels) + "." for e in analysis["effect"])
+        + ((f"\n\nThis package's best mode tied or beat the best peer in {done['ties_or_beats']} of {done['cells']} "
+            f"cells of depth >= 32" + (", and lost in: " + "; ".join(
+                f"{_cell_name(c)} to {labels[c['comparison']['peer']]}" for c in wins) if wins else "") + ".\n\n")
+           if done["cells"] else "\n\nNo cell at this scale has depth >= 32, where the comparison with the best peer is "
+           "checked (the default scale has).\n\n")
         + _isometry_note(cells, labels)
         + f" The full table (steps per seed, learning rates, final accuracies, the measured mean and spread of J J^T) "
           f"is in {os.path.relpath(os.path.join(res.out_dir, 'E4_table.md'), ctx.out)} (and .csv)."
