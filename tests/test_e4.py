@@ -331,3 +331,14 @@ def test_cli_train_e4(tmp_path, capsys):
     assert main(["train", "--experiment", "E4", "--quick", "--select", "depth", "-o", str(out)]) == 2
     assert "--select takes FIELD=V1,V2" in capsys.readouterr().err
     assert main(["train", "--experiment", "E4", "--quick", "--select", "depth=5", "-o", str(out)]) == 2
+
+
+def test_normalised_variance_survives_a_vanished_gradient():
+    """Deep networks at PyTorch's default measure mean eigenvalues of 1e-200 and below: E^2 underflows
+    to 0 in float64, which must not divide by zero, and an underflowed variance is no measurement."""
+    assert B.normalised_variance(0.5, 2.0) == 0.125
+    assert B.normalised_variance(1e-300, 1e-200) == pytest.approx(1e100)  # E^2 = 0 in float64, the ratio is not
+    assert B.normalised_variance(0.0, 1e-200) is None
+    assert B.normalised_variance(0.0, 0.5) == 0.0
+    for v, m in ((None, 1.0), (1.0, None), (1.0, 0.0), (1.0, -1.0), (float("nan"), 1.0), (1e300, 1e-300)):
+        assert B.normalised_variance(v, m) is None

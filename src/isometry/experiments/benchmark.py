@@ -269,6 +269,19 @@ def _mw_less(a: list[float], b: list[float]) -> float | None:
     return _mannwhitney_less(a, b)
 
 
+def normalised_variance(variance: float | None, mean: float | None) -> float | None:
+    """Var / E^2 of the eigenvalues of J J^T from their measured variance and mean, or None where
+    float64 cannot tell it: no measurement, a mean <= 0, or a gradient so vanished (a deep network at
+    PyTorch's default: means of 1e-200 and below) that the variance underflowed to 0 or the ratio
+    overflows. Computed as (Var / E) / E, so that E^2 underflowing alone does not divide by zero."""
+    if variance is None or mean is None or not (mean > 0) or not math.isfinite(variance):
+        return None
+    if variance == 0.0 and mean < 1e-100:  # the variance underflowed: its ratio to E^2 is unknown
+        return None
+    x = (variance / mean) / mean
+    return x if math.isfinite(x) else None
+
+
 def _entry(init: str, rs: list[Mapping], lr: float, rates: list[float]) -> dict:
     from .analysis import at_edge
 
@@ -280,8 +293,8 @@ def _entry(init: str, rs: list[Mapping], lr: float, rates: list[float]) -> dict:
         v = [r[key] for r in rs if r.get(key) is not None]
         return float(np.median(v)) if v else None
 
-    norm = [r["measured_variance"] / r["measured_mean_eigenvalue"] ** 2 for r in rs
-            if r.get("measured_variance") is not None and r.get("measured_mean_eigenvalue")]
+    norm = [x for x in (normalised_variance(r.get("measured_variance"), r.get("measured_mean_eigenvalue"))
+                        for r in rs) if x is not None]
 
     target = rs[0].get("target_accuracy") if rs else None
     collapsed = sum(1 for r in rs if r.get("steps_to_target") is not None and target is not None
