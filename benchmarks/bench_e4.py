@@ -17,32 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import tempfile
 import time
 
-
-def _cpu() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def _load() -> str:
-    try:
-        return "/".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "?"
+from _timing import cpu_seconds, load_average
 
 
 def bench_part(scale: str, out: str) -> dict:
     """The e4 part at ``scale`` into ``out``: wall, CPU, runs and run steps."""
     from isometry.report.reproduce import reproduce
 
-    load = _load()
-    c0, w0 = _cpu(), time.perf_counter()
+    load = load_average()
+    c0, w0 = cpu_seconds(), time.perf_counter()
     summary = reproduce(out, scale=scale, only=["e4"], force=True, progress=False, log=lambda line: None)
-    wall, cpu = time.perf_counter() - w0, _cpu() - c0
+    wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
     part = next(p for p in summary["parts"] if p["name"] == "e4")
     with open(os.path.join(out, "e4", "summary.json"), encoding="utf-8") as fh:
         rows = json.load(fh)
@@ -54,7 +43,7 @@ def bench_part(scale: str, out: str) -> dict:
 
     return {"scale": scale, "wall": wall, "cpu": cpu, "checks": f"{part['n_passed']}/{part['n_checks']}",
             "runs": len(rows), "tuning": sum(r["seed"] == TUNING_SEED for r in rows), "run_steps": steps,
-            "load": f"{load} -> {_load()}"}
+            "load": f"{load} -> {load_average()}"}
 
 
 def bench_inits(scale: str) -> list[tuple[str, float, float]]:

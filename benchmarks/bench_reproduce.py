@@ -17,22 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import tempfile
 import time
 
-
-def _cpu() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def _load() -> str:
-    try:
-        return "/".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "?"
+from _timing import cpu_seconds, load_average
 
 
 def bench_scale(scale: str, parts: list[str], out: str, engine_opts: dict) -> list[dict]:
@@ -41,14 +30,14 @@ def bench_scale(scale: str, parts: list[str], out: str, engine_opts: dict) -> li
 
     rows = []
     for name in parts:
-        load_before = _load()
-        c0, w0 = _cpu(), time.perf_counter()
+        load_before = load_average()
+        c0, w0 = cpu_seconds(), time.perf_counter()
         summary = reproduce(out, scale=scale, only=[name], force=True, progress=False, log=lambda line: None,
                             **engine_opts)
-        wall, cpu = time.perf_counter() - w0, _cpu() - c0
+        wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
         part = next(p for p in summary["parts"] if p["name"] == name)
         row = {"part": name, "wall": wall, "cpu": cpu, "part_seconds": part["seconds"], "load": f"{load_before} -> "
-               f"{_load()}", "checks": f"{part['n_passed']}/{part['n_checks']}"}
+               f"{load_average()}", "checks": f"{part['n_passed']}/{part['n_checks']}"}
         if name == "training":
             with open(os.path.join(out, "parts", "training.json"), encoding="utf-8") as fh:
                 data = json.load(fh)["result"]["data"]

@@ -20,12 +20,12 @@ g = output_scale, d = output_shift:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from scipy import special
 
+from .._checks import check_real
 from ..activations import Activation, get_activation
 
 __all__ = ["shaped_activation"]
@@ -33,12 +33,10 @@ __all__ = ["shaped_activation"]
 PARAMETERS = ("input_scale", "input_shift", "output_scale", "output_shift")
 
 
-def _finite(value, name: str, *, nonzero: bool = False) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or (nonzero and v == 0.0):
-        raise ValueError(f"{name} must be finite{' and nonzero' if nonzero else ''}, got {value!r}")
+def _nonzero(value, name: str) -> float:
+    v = check_real(name, value)
+    if v == 0.0:
+        raise ValueError(f"{name} must be finite and nonzero, got {value!r}")
     return v
 
 
@@ -93,10 +91,10 @@ def shaped_activation(
         (1.513103331351, 1.513103331351)
     """
     base = get_activation(activation)
-    a = _finite(input_scale, "input_scale", nonzero=True)
-    b = _finite(input_shift, "input_shift")
-    g = _finite(output_scale, "output_scale", nonzero=True)
-    d = _finite(output_shift, "output_shift")
+    a = _nonzero(input_scale, "input_scale")
+    b = check_real("input_shift", input_shift)
+    g = _nonzero(output_scale, "output_scale")
+    d = check_real("output_shift", output_shift)
     phi0, dphi0 = base.phi, base.dphi
 
     def phi(h):

@@ -206,21 +206,19 @@ def calibrate(fn: Callable, x: torch.Tensor, knob: Knob, *, residual: bool, refr
     """
     passes = 0
 
-    def chi_at(k: Knob, s: float) -> float:
+    def measure_at(k: Knob, s: float, spread: bool):
+        """Set knob ``k`` to ``s`` and measure the block (one pass; the spread only when asked)."""
         nonlocal passes
         k.set(s)
         refresh()
         passes += 1
-        gen = torch.Generator().manual_seed(seed)
-        return measure(fn, x, n_probes=n_probes, generator=gen, spread=False).chi
+        return measure(fn, x, n_probes=n_probes, generator=torch.Generator().manual_seed(seed), spread=spread)
+
+    def chi_at(k: Knob, s: float) -> float:
+        return measure_at(k, s, False).chi
 
     def spread_at(k: Knob, s: float) -> float:
-        nonlocal passes
-        k.set(s)
-        refresh()
-        passes += 1
-        gen = torch.Generator().manual_seed(seed)
-        return measure(fn, x, n_probes=n_probes, generator=gen).variance
+        return measure_at(k, s, True).variance
 
     target, note = 1.0, ""
     with_fallback = fallback is not None and bool(fallback)
